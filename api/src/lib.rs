@@ -1,0 +1,1 @@
+//! Shared types of stressmix: the Workload CRD, the kernel module document, the reading batches.
