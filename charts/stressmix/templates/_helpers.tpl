@@ -68,3 +68,23 @@ affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end -}}
+
+{{/* The operator's rules in a managed namespace (contracts.md): nothing beyond what reconcile uses. */}}
+{{- define "stressmix.operatorWorkloadRules" -}}
+rules:
+  - apiGroups: [stressmix.dev]
+    resources: [workloads]
+    verbs: [get, list, watch]
+  - apiGroups: [stressmix.dev]
+    resources: [workloads/status]
+    verbs: [get, patch, update]
+  - apiGroups: [""]
+    resources: [pods]
+    verbs: [get, list, watch, create, delete]
+  - apiGroups: [""]
+    resources: [events]
+    verbs: [create, patch]
+  - apiGroups: [events.k8s.io]
+    resources: [events]
+    verbs: [create, patch]
+{{- end }}
