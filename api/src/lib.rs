@@ -1,1 +1,2 @@
 //! Shared types of stressmix: the Workload CRD, the kernel module document, the reading batches.
+pub mod readings;
