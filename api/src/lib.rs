@@ -1,2 +1,3 @@
 //! Shared types of stressmix: the Workload CRD, the kernel module document, the reading batches.
+pub mod kmod;
 pub mod readings;

@@ -1,0 +1,115 @@
+//! Parses every sample document of the kernel module under `tests/fixtures/kmod/` with the api
+//! types. The `*-real-*.json` files were written by the real module in the qemu harness
+//! (`kmod/test/run.sh`); `handwritten-v1.json` exercises the escaping rules on purpose.
+
+use std::path::{Path, PathBuf};
+
+use stressmix_api::kmod::{CgroupFilter, KString, SCHEMA_VERSION, Snapshot};
+
+fn fixtures() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kmod");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn load(path: &Path) -> Snapshot {
+    let text = std::fs::read(path).unwrap();
+    assert!(
+        text.is_ascii(),
+        "{}: the module writes pure ASCII",
+        path.display()
+    );
+    let s: Snapshot =
+        serde_json::from_slice(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    s.check_schema().unwrap();
+    s
+}
+
+#[test]
+fn every_fixture_parses_and_is_consistent() {
+    let files = fixtures();
+    assert!(!files.is_empty());
+    for path in &files {
+        let s = load(path);
+        assert_eq!(s.schema_version, SCHEMA_VERSION);
+        assert!(
+            s.timestamp.wall_ns > 1_600_000_000_000_000_000,
+            "{}",
+            path.display()
+        );
+        assert!(s.timestamp.boot_ns > 0);
+        let m = s.system.memory;
+        assert!(m.total_bytes > 0 && m.free_bytes <= m.total_bytes);
+        assert!(m.available_bytes <= m.total_bytes);
+        assert_eq!(m.used_bytes, m.total_bytes - m.available_bytes);
+        assert!(s.system.cpu.online >= 1 && s.system.cpu.online <= s.system.cpu.possible);
+        assert!(s.system.cpu.time_ns.total() > 0);
+        assert!(!s.cgroups.is_empty(), "{}", path.display());
+        for c in &s.cgroups {
+            let p = c.path.to_bytes().unwrap();
+            assert!(p.starts_with(b"/"), "{}: path {:?}", path.display(), c.path);
+            let depth = p.iter().filter(|&&b| b == b'/').count();
+            assert_eq!(
+                depth as u32,
+                c.level,
+                "{}: level of {}",
+                path.display(),
+                c.path
+            );
+            if let Some(mem) = c.memory {
+                assert!(mem.current_bytes <= mem.peak_bytes || mem.peak_bytes == 0);
+            }
+            assert!(c.tasks.processes <= c.tasks.threads);
+            assert_eq!(
+                c.main_process.is_some(),
+                c.tasks.processes > 0,
+                "{}",
+                c.path
+            );
+        }
+        // Pre-order: every parent listed before its children.
+        for (i, c) in s.cgroups.iter().enumerate() {
+            let p = c.path.to_bytes().unwrap();
+            if c.level < 2 || s.filter == CgroupFilter::Containers {
+                continue;
+            }
+            let cut = p.iter().rposition(|&b| b == b'/').unwrap();
+            let parent = KString::from_bytes(&p[..cut]);
+            assert!(
+                s.cgroups[..i].iter().any(|q| q.path == parent),
+                "{}: parent of {} not listed before it",
+                path.display(),
+                c.path
+            );
+        }
+    }
+}
+
+#[test]
+fn handwritten_fixture_decodes_escapes() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kmod");
+    let s = load(&dir.join("handwritten-v1.json"));
+    let c = &s.cgroups[3];
+    assert_eq!(c.memory.unwrap().limit_bytes, Some(134_217_728));
+    assert_eq!(s.cgroups[0].memory.unwrap().limit_bytes, None);
+    assert!(s.cgroups[4].memory.is_none());
+    let main = c.main_process.as_ref().unwrap();
+    let args = main.cmdline.as_ref().unwrap();
+    assert_eq!(
+        args[5].to_bytes().unwrap(),
+        b"say \"hi\"\\\ttab\nnewline \xc3\xa9 \xff".to_vec()
+    );
+    assert_eq!(
+        args[5].to_string_lossy(),
+        "say \"hi\"\\\ttab\nnewline é \u{fffd}"
+    );
+    assert_eq!(s.cgroups[4].main_process.as_ref().unwrap().cmdline, None);
+    // Serializing back gives the same document.
+    let again: Snapshot = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+    assert_eq!(again, s);
+}
