@@ -1,3 +1,5 @@
 //! Shared types of stressmix: the Workload CRD, the kernel module document, the reading batches.
 pub mod kmod;
 pub mod readings;
+#[cfg(feature = "crd")]
+pub mod workload;
