@@ -1,0 +1,21 @@
+# Test control plane (hack/testenv) and the operator's cluster integration tests against it.
+# `make test-k8s` brings the control plane up (building it on first use; a cold build is long),
+# builds the operator and runs operator/tests/cluster*.rs. The control plane stays up afterwards
+# for fast reruns; `hack/testenv down` stops it.
+.PHONY: testenv-up testenv-down test-k8s bench-operator
+TEST_TARGETS += test-k8s
+
+testenv-up:
+	hack/testenv up
+
+testenv-down:
+	hack/testenv down
+
+# Each test spawns its own operator in its own namespace, so tests run in parallel; 4 threads keep
+# the 2-core machine responsive. The tests fail (never skip) when the control plane is unreachable.
+test-k8s: testenv-up
+	eval "$$(hack/testenv env)" && \
+	  cargo test -p stressmix-operator --locked --features cluster-tests --test cluster_api --test cluster_operator --test cluster_resilience -- --test-threads 4
+
+bench-operator: testenv-up
+	eval "$$(hack/testenv env)" && hack/bench/operator.sh

@@ -1,0 +1,352 @@
+//! Operator benchmark on the test control plane (not part of `make test`; run `make bench-operator`).
+//!
+//! Side by side in one run, on the same API server, scheduler and kwok node:
+//! 1. time from creating a 1,000-pod Workload / a 1,000-replica ReplicaSet to 1,000 pods Running;
+//! 2. reaction latency, pod deleted -> replacement created (seen on a watch), stressmix vs the
+//!    built-in ReplicaSet controller, at 100 and 1,000 pods (median, p99);
+//! 3. the operator's resident memory (VmRSS) while it manages 1,000 and 10,000 pods.
+//!
+//! Prints a Markdown table on stdout. Built with `harness = false`: this file's `main` is the bench.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use common::{TestEnv, is_live, spec_with, wait_until};
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::runtime::watcher;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+/// Deletions measured per size and controller.
+const SAMPLES: usize = 100;
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let mut rows: Vec<String> = Vec::new();
+    let stress = TestEnv::new("bench-wl").await;
+    let rs = TestEnv::new("bench-rs").await;
+    let mut op = stress.start_operator("bench");
+
+    // 1. apply -> 1,000 Running.
+    let t_rs = time_to_running(&rs, "app=bench", 1000, || {
+        create_replicaset(&rs, "bench", 1000)
+    })
+    .await;
+    let t_wl = time_to_running(&stress, "stressmix.dev/workload=big", 1000, || async {
+        stress
+            .create_workload("big", long_lived(&[("cpu", 1000)]))
+            .await;
+    })
+    .await;
+    rows.push(format!(
+        "| apply -> 1,000 pods Running | {:.1} s | {:.1} s |",
+        t_wl.as_secs_f64(),
+        t_rs.as_secs_f64()
+    ));
+    op.assert_running();
+    let rss_1000 = rss_kib(op.pid());
+
+    // 2. reaction latency at 1,000, then (after scaling both down) at 100.
+    for n in [1000usize, 100] {
+        if n != 1000 {
+            stress
+                .patch_spec("big", json!({ "mix": [{ "kind": "cpu", "replicas": n }] }))
+                .await;
+            scale_replicaset(&rs, "bench", n).await;
+            wait_running(&stress, "stressmix.dev/workload=big", n).await;
+            wait_running(&rs, "app=bench", n).await;
+        }
+        let (wl_lat, rs_lat) =
+            reaction_latencies(&stress, "stressmix.dev/workload=big", &rs, "app=bench").await;
+        rows.push(format!(
+            "| delete -> replacement created, {n} pods: median / p99 | {} / {} ms | {} / {} ms |",
+            pct(&wl_lat, 50),
+            pct(&wl_lat, 99),
+            pct(&rs_lat, 50),
+            pct(&rs_lat, 99)
+        ));
+    }
+    op.assert_running();
+
+    // 3. resident memory at 10,000 managed pods (10 Workloads of 1,000). The ReplicaSet is removed
+    // first so the node holds only the pods the operator manages.
+    rs.pods()
+        .delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await
+        .ok();
+    Api::<ReplicaSet>::namespaced(rs.client.clone(), &rs.ns)
+        .delete("bench", &DeleteParams::default())
+        .await
+        .ok();
+    stress
+        .patch_spec(
+            "big",
+            json!({ "mix": [{ "kind": "cpu", "replicas": 1000 }] }),
+        )
+        .await;
+    for i in 1..10 {
+        stress
+            .create_workload(&format!("big{i}"), long_lived(&[("cpu", 1000)]))
+            .await;
+    }
+    let t_10k = Instant::now();
+    wait_until(
+        "10,000 stressmix pods Running",
+        Duration::from_secs(900),
+        || async {
+            (count_running(&stress, "app.kubernetes.io/managed-by=stressmix-operator").await
+                >= 10_000)
+                .then_some(())
+        },
+    )
+    .await;
+    let t_10k = t_10k.elapsed();
+    // Let the watch caches settle and the allocator return what the ramp-up used.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    op.assert_running();
+    let rss_10000 = rss_kib(op.pid());
+    rows.push(format!(
+        "| operator VmRSS, 1,000 managed pods | {:.1} MiB | - |",
+        rss_1000 as f64 / 1024.0
+    ));
+    rows.push(format!(
+        "| operator VmRSS, 10,000 managed pods | {:.1} MiB | - |",
+        rss_10000 as f64 / 1024.0
+    ));
+    rows.push(format!(
+        "| 9,000 more pods -> 10,000 Running | {:.1} s | - |",
+        t_10k.as_secs_f64()
+    ));
+
+    println!("| measurement | stressmix operator | ReplicaSet controller |");
+    println!("|---|---|---|");
+    for row in rows {
+        println!("{row}");
+    }
+    drop(op);
+    // Leave the cluster clean for the next run: the namespaces go, and the garbage collector and kwok
+    // remove the pods (awaited, so a following run starts from an empty node).
+    drop(stress);
+    drop(rs);
+    let pods: Api<Pod> = Api::all(common::connect().await);
+    wait_until(
+        "benchmark pods removed",
+        Duration::from_secs(900),
+        || async {
+            let left = pods
+                .list_metadata(
+                    &ListParams::default()
+                        .labels("app.kubernetes.io/managed-by=stressmix-operator")
+                        .limit(1),
+                )
+                .await
+                .ok()?;
+            left.items.is_empty().then_some(())
+        },
+    )
+    .await;
+}
+
+/// A spec whose pods neither finish nor expire during the benchmark.
+fn long_lived(mix: &[(&str, u64)]) -> serde_json::Value {
+    let mut spec = spec_with(mix);
+    spec["template"]["durationSeconds"] = json!(0);
+    spec["template"]["lifetimeSeconds"] = json!(604800);
+    spec
+}
+
+async fn create_replicaset(env: &TestEnv, name: &str, replicas: usize) {
+    let rs: ReplicaSet = serde_json::from_value(json!({
+        "metadata": { "name": name },
+        "spec": {
+            "replicas": replicas,
+            "selector": { "matchLabels": { "app": name } },
+            "template": {
+                "metadata": { "labels": { "app": name } },
+                "spec": { "containers": [{
+                    "name": "stress", "image": "stressmix/stressmix:bench",
+                    "command": ["/usr/local/bin/stressmix-stress", "cpu", "--duration", "0"],
+                    "resources": { "limits": { "cpu": "100m", "memory": "128Mi" } }
+                }]}
+            }
+        }
+    }))
+    .expect("ReplicaSet object");
+    Api::<ReplicaSet>::namespaced(env.client.clone(), &env.ns)
+        .create(&PostParams::default(), &rs)
+        .await
+        .expect("create ReplicaSet");
+}
+
+async fn scale_replicaset(env: &TestEnv, name: &str, replicas: usize) {
+    Api::<ReplicaSet>::namespaced(env.client.clone(), &env.ns)
+        .patch(
+            name,
+            &Default::default(),
+            &kube::api::Patch::Merge(json!({ "spec": { "replicas": replicas } })),
+        )
+        .await
+        .expect("scale ReplicaSet");
+}
+
+async fn count_running(env: &TestEnv, selector: &str) -> usize {
+    let pods = env
+        .pods()
+        .list(&ListParams::default().labels(selector))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default();
+    pods.iter()
+        .filter(|p| is_live(p) && common::pod_phase(p) == "Running")
+        .count()
+}
+
+/// Waits until exactly `n` live pods run (surplus being removed counts as not yet there).
+async fn wait_running(env: &TestEnv, selector: &str, n: usize) {
+    wait_until(
+        &format!("{n} pods Running in {}", env.ns),
+        Duration::from_secs(600),
+        || async {
+            let pods = env
+                .pods()
+                .list(&ListParams::default().labels(selector))
+                .await
+                .ok()?
+                .items;
+            let live: Vec<&Pod> = pods.iter().filter(|p| is_live(p)).collect();
+            (live.len() == n && live.iter().all(|p| common::pod_phase(p) == "Running"))
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+async fn time_to_running<F, Fut>(env: &TestEnv, selector: &str, n: usize, create: F) -> Duration
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let start = Instant::now();
+    create().await;
+    wait_running(env, selector, n).await;
+    start.elapsed()
+}
+
+/// Watches a namespace's pods and reports each pod seen for the first time (by UID).
+fn watch_new_pods(env: &TestEnv, selector: &str) -> mpsc::UnboundedReceiver<Instant> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let cfg = watcher::Config::default().labels(selector);
+    let stream = watcher(env.pods(), cfg);
+    tokio::spawn(async move {
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut initialized = false;
+        let mut stream = std::pin::pin!(stream);
+        while let Some(ev) = stream.next().await {
+            match ev {
+                Ok(watcher::Event::InitApply(p)) => {
+                    seen.insert(p.uid().unwrap_or_default());
+                }
+                Ok(watcher::Event::InitDone) => initialized = true,
+                // A UID seen for the first time after the initial list: a pod was just created.
+                Ok(watcher::Event::Apply(p)) => {
+                    let new = seen.insert(p.uid().unwrap_or_default());
+                    if new && initialized && tx.send(Instant::now()).is_err() {
+                        return;
+                    }
+                }
+                _ => {}
+            }
+        }
+    });
+    rx
+}
+
+/// Deletes one live pod at a time in each namespace, alternating, and measures until the watch
+/// shows a new pod; returns milliseconds (stressmix, ReplicaSet).
+async fn reaction_latencies(
+    stress: &TestEnv,
+    wl_sel: &str,
+    rs: &TestEnv,
+    rs_sel: &str,
+) -> (Vec<f64>, Vec<f64>) {
+    let mut wl_rx = watch_new_pods(stress, wl_sel);
+    let mut rs_rx = watch_new_pods(rs, rs_sel);
+    tokio::time::sleep(Duration::from_secs(2)).await; // both watches past their initial list
+    let (mut wl, mut rsl) = (Vec::new(), Vec::new());
+    for i in 0..SAMPLES {
+        let order: [bool; 2] = if i % 2 == 0 {
+            [true, false]
+        } else {
+            [false, true]
+        };
+        for is_wl in order {
+            let (env, sel, rx, out) = if is_wl {
+                (stress, wl_sel, &mut wl_rx, &mut wl)
+            } else {
+                (rs, rs_sel, &mut rs_rx, &mut rsl)
+            };
+            out.push(one_reaction(env, sel, rx, i).await);
+        }
+    }
+    (wl, rsl)
+}
+
+async fn one_reaction(
+    env: &TestEnv,
+    selector: &str,
+    rx: &mut mpsc::UnboundedReceiver<Instant>,
+    i: usize,
+) -> f64 {
+    // The previous replacement must be Running before the next deletion, so every sample starts
+    // from a full, steady set.
+    let pods = wait_until("a steady pod set", Duration::from_secs(60), || async {
+        let pods: Vec<Pod> = env
+            .pods()
+            .list(&ListParams::default().labels(selector))
+            .await
+            .ok()?
+            .items;
+        pods.iter()
+            .all(|p| is_live(p) && common::pod_phase(p) == "Running")
+            .then_some(pods)
+    })
+    .await;
+    while rx.try_recv().is_ok() {}
+    let victim = pods[(i * 7919) % pods.len()].name_any();
+    let start = Instant::now();
+    env.pods()
+        .delete(&victim, &DeleteParams::default())
+        .await
+        .expect("delete pod");
+    let seen = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+        .await
+        .expect("replacement within 60 s")
+        .expect("watch running");
+    seen.duration_since(start).as_secs_f64() * 1000.0
+}
+
+fn pct(samples: &[f64], p: usize) -> String {
+    let mut s = samples.to_vec();
+    s.sort_by(f64::total_cmp);
+    let idx = ((s.len() * p).div_ceil(100))
+        .saturating_sub(1)
+        .min(s.len().saturating_sub(1));
+    s.get(idx).map_or("-".into(), |v| format!("{v:.0}"))
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).expect("operator /proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS in /proc/<pid>/status")
+}

@@ -1,0 +1,214 @@
+//! Scenario 8 of the cluster tests: the operator SIGKILLed mid-churn and restarted, and two
+//! operator replicas racing under leader election. A sampler lists the pods continuously: at no
+//! sampled moment may a kind have more live pods than desired, and the Workload must converge
+//! within 10 s once the churn stops.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{LABEL_WORKLOAD, TestEnv, is_live, pod_kind, spec_with, wait_live_counts, wait_until};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
+use kube::api::{Api, ListParams};
+
+const DESIRED: [(&str, usize); 2] = [("cpu", 5), ("memory", 5)];
+const CONVERGE_AFTER_CHURN: Duration = Duration::from_secs(10);
+
+/// Lists the Workload's pods every 50 ms until stopped; returns (samples, overshoots).
+struct Sampler {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<(usize, Vec<String>)>,
+}
+
+impl Sampler {
+    fn start(pods: Api<Pod>, workload: &str) -> Sampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let selector = format!("{LABEL_WORKLOAD}={workload}");
+        let task = tokio::spawn(async move {
+            let desired: BTreeMap<&str, usize> = DESIRED.into_iter().collect();
+            let (mut samples, mut overshoots) = (0, Vec::new());
+            while !flag.load(Ordering::Relaxed) {
+                if let Ok(list) = pods.list(&ListParams::default().labels(&selector)).await {
+                    samples += 1;
+                    let mut live: BTreeMap<String, Vec<String>> = BTreeMap::new();
+                    for pod in list.items.iter().filter(|p| is_live(p)) {
+                        live.entry(pod_kind(pod)).or_default().push(pod.name_any());
+                    }
+                    for (kind, names) in live {
+                        let want = desired.get(kind.as_str()).copied().unwrap_or(0);
+                        if names.len() > want {
+                            overshoots.push(format!(
+                                "{} live {kind} pods (desired {want}) at rv {:?}: {names:?}",
+                                names.len(),
+                                list.metadata.resource_version
+                            ));
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            (samples, overshoots)
+        });
+        Sampler { stop, task }
+    }
+
+    async fn finish(self) -> (usize, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.expect("sampler task")
+    }
+}
+
+/// Disturbs live pods every 150 ms for `duration`: deletes one, fails one, completes one, in turn.
+/// Calls `midway` once halfway through.
+async fn churn(env: &TestEnv, workload: &str, duration: Duration, midway: impl FnOnce()) -> usize {
+    let start = Instant::now();
+    let mut midway = Some(midway);
+    let mut step = 0usize;
+    while start.elapsed() < duration {
+        if start.elapsed() >= duration / 2
+            && let Some(f) = midway.take()
+        {
+            f();
+        }
+        let live: Vec<Pod> = env
+            .workload_pods(workload)
+            .await
+            .into_iter()
+            .filter(is_live)
+            .collect();
+        if let Some(pod) = live.get(step % live.len().max(1)) {
+            let name = pod.name_any();
+            // A pod can vanish between list and action; that is part of the churn, not a failure.
+            let _ = match step % 3 {
+                0 => env
+                    .pods()
+                    .delete(&name, &Default::default())
+                    .await
+                    .map(|_| ()),
+                1 => try_finish(env, &name, "Failed").await,
+                _ => try_finish(env, &name, "Succeeded").await,
+            };
+            step += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    step
+}
+
+async fn try_finish(env: &TestEnv, name: &str, phase: &str) -> Result<(), kube::Error> {
+    let patch = serde_json::json!({ "status": { "phase": phase } });
+    env.pods()
+        .patch_status(name, &Default::default(), &kube::api::Patch::Merge(patch))
+        .await
+        .map(|_| ())
+}
+
+async fn lease_holder(env: &TestEnv) -> Option<String> {
+    let leases: Api<Lease> = Api::namespaced(env.client.clone(), &env.ns);
+    leases
+        .get_opt("stressmix-operator")
+        .await
+        .ok()
+        .flatten()
+        .and_then(|l| l.spec)
+        .and_then(|s| s.holder_identity)
+        .filter(|h| !h.is_empty())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_churn_and_restart_never_overshoots() {
+    let env = TestEnv::new("sigkill").await;
+    let mut op = env.start_operator("a");
+    env.create_workload("churn", spec_with(&[("cpu", 5), ("memory", 5)]))
+        .await;
+    wait_live_counts(&env, "churn", &DESIRED, Duration::from_secs(30)).await;
+
+    let sampler = Sampler::start(env.pods(), "churn");
+    // Midway: SIGKILL, then restart half a second later with the same identity (as a restarted pod),
+    // while the churn goes on.
+    let restarted = std::sync::Mutex::new(None);
+    let steps = churn(&env, "churn", Duration::from_secs(6), || {
+        op.kill();
+        std::thread::sleep(Duration::from_millis(500));
+        *restarted.lock().expect("operator slot") = Some(env.start_operator("a"));
+    })
+    .await;
+    let mut restarted = restarted
+        .into_inner()
+        .expect("operator slot")
+        .expect("the operator was SIGKILLed and restarted mid-churn");
+    let start = Instant::now();
+    wait_live_counts(&env, "churn", &DESIRED, CONVERGE_AFTER_CHURN).await;
+    let converged = start.elapsed();
+    let (samples, overshoots) = sampler.finish().await;
+    restarted.assert_running();
+    assert!(steps >= 20, "churn disturbed only {steps} pods");
+    assert!(samples >= 50, "only {samples} samples taken");
+    assert!(
+        overshoots.is_empty(),
+        "more live pods than desired in {} of {samples} samples:\n{}",
+        overshoots.len(),
+        overshoots.join("\n")
+    );
+    eprintln!(
+        "sigkill: {steps} disturbances, {samples} samples, converged {converged:?} after restart"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_race_under_leader_election() {
+    let env = TestEnv::new("race").await;
+    let mut a = env.start_operator("a");
+    let mut b = env.start_operator("b");
+    env.create_workload("race", spec_with(&[("cpu", 5), ("memory", 5)]))
+        .await;
+    wait_live_counts(&env, "race", &DESIRED, Duration::from_secs(30)).await;
+    let first = wait_until("a lease holder", Duration::from_secs(30), || {
+        lease_holder(&env)
+    })
+    .await;
+    assert!(first == "a" || first == "b", "lease held by {first:?}");
+
+    let sampler = Sampler::start(env.pods(), "race");
+    // Both replicas run through the first half of the churn; then the leader is SIGTERMed and the
+    // other one has to take over.
+    let (leader, standby_op, standby) = if first == "a" {
+        (&mut a, &mut b, "b")
+    } else {
+        (&mut b, &mut a, "a")
+    };
+    let stopped = std::sync::Mutex::new(None);
+    let steps = churn(&env, "race", Duration::from_secs(6), || {
+        *stopped.lock().expect("status") = Some(leader.terminate(Duration::from_secs(10)));
+    })
+    .await;
+    let start = Instant::now();
+    wait_live_counts(&env, "race", &DESIRED, CONVERGE_AFTER_CHURN).await;
+    let converged = start.elapsed();
+    let (samples, overshoots) = sampler.finish().await;
+    let status = stopped.lock().expect("status").take().flatten();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the leader exits 0 on SIGTERM, got {status:?}"
+    );
+    let holder = wait_until("lease taken over", Duration::from_secs(10), || async {
+        lease_holder(&env).await.filter(|h| h == standby)
+    })
+    .await;
+    assert_eq!(holder, standby);
+    assert!(steps >= 20, "churn disturbed only {steps} pods");
+    assert!(
+        overshoots.is_empty(),
+        "more live pods than desired in {} of {samples} samples:\n{}",
+        overshoots.len(),
+        overshoots.join("\n")
+    );
+    standby_op.assert_running();
+    eprintln!("race: {steps} disturbances, {samples} samples, converged {converged:?}");
+}
