@@ -1,0 +1,156 @@
+//! One interval: read the counters, compute rates, attribute, and build the numbered batch.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use stressmix_api::readings::ReadingBatch;
+
+use crate::attribution::PodIndex;
+use crate::metrics::Metrics;
+use crate::rates::RateComputer;
+use crate::source::{Source, SourceError};
+
+pub struct Collector {
+    source: Source,
+    rates: RateComputer,
+    node_name: String,
+    boot_id: String,
+    next_sequence: u64,
+    metrics: Arc<Metrics>,
+    warned_truncated: bool,
+}
+
+impl Collector {
+    pub fn new(source: Source, node_name: String, boot_id: String, metrics: Arc<Metrics>) -> Self {
+        metrics.set_source(source.kind().as_str());
+        Collector {
+            source,
+            rates: RateComputer::new(),
+            node_name,
+            boot_id,
+            next_sequence: 0,
+            metrics,
+            warned_truncated: false,
+        }
+    }
+
+    /// Take one reading. `Ok(None)` on the first interval (rates need two readings).
+    pub fn collect(&mut self, pods: &PodIndex) -> Result<Option<ReadingBatch>, SourceError> {
+        let started = Instant::now();
+        let result = self.collect_inner(pods);
+        self.metrics
+            .collection_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match &result {
+            Ok(_) => self.metrics.collection_succeeded(),
+            Err(_) => {
+                self.metrics.collection_errors.inc();
+            }
+        }
+        result
+    }
+
+    fn collect_inner(&mut self, pods: &PodIndex) -> Result<Option<ReadingBatch>, SourceError> {
+        let snapshot = self.source.read()?;
+        if snapshot.truncated && !self.warned_truncated {
+            self.warned_truncated = true;
+            tracing::warn!(
+                cgroups = snapshot.cgroups.len(),
+                "the module's document is truncated (max_cgroups reached): some cgroups are missing"
+            );
+        }
+        let resets_before = self.rates.resets();
+        let rates = self.rates.update(&snapshot);
+        self.metrics
+            .counter_resets
+            .inc_by(self.rates.resets() - resets_before);
+        let Some(mut rates) = rates else {
+            return Ok(None);
+        };
+        for reading in &mut rates.cgroups {
+            pods.attribute(reading);
+        }
+        self.metrics.readings.inc_by(rates.cgroups.len() as u64);
+        self.metrics.batches_built.inc();
+        let sequence = self.next_sequence;
+        self.next_sequence += 1;
+        Ok(Some(ReadingBatch {
+            node_name: self.node_name.clone(),
+            boot_id: self.boot_id.clone(),
+            sequence,
+            timestamp_ms: rates.timestamp_ms,
+            source: self.source.kind(),
+            node: rates.node,
+            containers: rates.cgroups,
+        }))
+    }
+}
+
+/// A random (version 4) UUID naming this run of the agent.
+pub fn new_boot_id() -> String {
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::CgroupfsReader;
+    use stressmix_api::readings::{ReadingSource, SYSTEM_KIND, is_uuid};
+
+    #[test]
+    fn boot_ids_are_uuids_and_differ() {
+        let a = new_boot_id();
+        assert!(is_uuid(&a), "{a}");
+        assert_ne!(a, new_boot_id());
+    }
+
+    #[test]
+    fn batches_are_numbered_valid_and_say_their_source() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let root = tmp.path().join("cg");
+        let work = root.join("work");
+        std::fs::create_dir_all(&work).expect("mkdir");
+        std::fs::write(root.join("cgroup.controllers"), "cpu\n").expect("write");
+        std::fs::write(work.join("cgroup.procs"), "").expect("write");
+        std::fs::write(work.join("cpu.stat"), "usage_usec 0\n").expect("write");
+        let reader = CgroupfsReader::new(root, "/proc".into(), false);
+        let metrics = Metrics::new();
+        let mut c = Collector::new(
+            Source::Cgroupfs(reader),
+            "node-a".into(),
+            new_boot_id(),
+            metrics.clone(),
+        );
+        let pods = PodIndex::new();
+        assert!(c.collect(&pods).expect("first").is_none());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(work.join("cpu.stat"), "usage_usec 10000\n").expect("write");
+        let b0 = c.collect(&pods).expect("second").expect("batch");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let b1 = c.collect(&pods).expect("third").expect("batch");
+        assert_eq!((b0.sequence, b1.sequence), (0, 1));
+        assert_eq!(b0.source, ReadingSource::Cgroupfs);
+        b0.validate().expect("valid batch");
+        assert_eq!(b0.containers.len(), 1);
+        assert_eq!(b0.containers[0].cgroup_path, "/work");
+        assert_eq!(b0.containers[0].kind.as_deref(), Some(SYSTEM_KIND));
+        assert!(b0.containers[0].cpu_percent > 0.0);
+        assert_eq!(metrics.readings.get(), 2);
+        assert!(
+            metrics
+                .encode()
+                .contains("stressmix_agent_source{source=\"cgroupfs\"} 1")
+        );
+    }
+}

@@ -1,0 +1,156 @@
+//! Command-line flags; every flag can also come from the environment (`STRESSMIX_<FLAG>`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SourceChoice {
+    /// The module when it can be used, else the cgroupfs fallback.
+    Auto,
+    /// The module only: exit with the cause when it cannot be used.
+    Module,
+    /// The cgroupfs fallback only.
+    Cgroupfs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// The stressmix node agent: reads per-cgroup counters, turns them into per-pod rates and ships them
+/// to the log service.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "stressmix-agent", version)]
+pub struct Config {
+    /// This node's name (set it from the downward API `spec.nodeName`); default: the hostname.
+    #[arg(long, env = "STRESSMIX_NODE_NAME")]
+    pub node_name: Option<String>,
+
+    /// Base URL of the log service.
+    #[arg(
+        long,
+        env = "STRESSMIX_LOGSVC_URL",
+        default_value = "http://stressmix-logsvc.stressmix-system.svc:8000"
+    )]
+    pub logsvc_url: String,
+
+    /// Time between readings (e.g. `5s`, `500ms`).
+    #[arg(long, env = "STRESSMIX_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub interval: Duration,
+
+    /// Counter source.
+    #[arg(long, env = "STRESSMIX_SOURCE", value_enum, default_value = "auto")]
+    pub source: SourceChoice,
+
+    /// Name of the module's /proc entry.
+    #[arg(long, env = "STRESSMIX_PROC_NAME", default_value = "stressmix")]
+    pub proc_name: String,
+
+    /// Where procfs is mounted (the module's file is `<proc-root>/<proc-name>`).
+    #[arg(long, env = "STRESSMIX_PROC_ROOT", default_value = "/proc")]
+    pub proc_root: PathBuf,
+
+    /// A `.ko` to load with finit_module when the /proc file is absent.
+    #[arg(long, env = "STRESSMIX_MODULE_PATH")]
+    pub module_path: Option<PathBuf>,
+
+    /// Parameters for the module when the agent loads it.
+    #[arg(long, env = "STRESSMIX_MODULE_PARAMS", default_value = "")]
+    pub module_params: String,
+
+    /// Unload the module on exit, only if this agent loaded it. Off by default: all kind nodes share
+    /// one kernel.
+    #[arg(long, env = "STRESSMIX_UNLOAD_ON_EXIT")]
+    pub unload_on_exit: bool,
+
+    /// The cgroup v2 mount read by the fallback.
+    #[arg(long, env = "STRESSMIX_CGROUP_ROOT", default_value = "/sys/fs/cgroup")]
+    pub cgroup_root: PathBuf,
+
+    /// Fallback: report only container cgroups (like the module's `containers_only`).
+    #[arg(long, env = "STRESSMIX_CONTAINERS_ONLY")]
+    pub containers_only: bool,
+
+    /// Do not talk to Kubernetes: attribute from cgroup paths only.
+    #[arg(long, env = "STRESSMIX_NO_KUBERNETES")]
+    pub no_kubernetes: bool,
+
+    /// Address for /metrics and /healthz.
+    #[arg(long, env = "STRESSMIX_METRICS_ADDR", default_value = "0.0.0.0:9100")]
+    pub metrics_addr: SocketAddr,
+
+    /// Batches kept while the log service is unreachable; past it the oldest are dropped (counted
+    /// and logged). The default holds 12.5 minutes at the default 5 s interval.
+    #[arg(long, env = "STRESSMIX_BUFFER_BATCHES", default_value_t = 150)]
+    pub buffer_batches: usize,
+
+    /// First retry delay; doubles per failure (with jitter) up to `--backoff-max`.
+    #[arg(long, env = "STRESSMIX_BACKOFF_INITIAL", default_value = "500ms", value_parser = parse_duration)]
+    pub backoff_initial: Duration,
+
+    #[arg(long, env = "STRESSMIX_BACKOFF_MAX", default_value = "30s", value_parser = parse_duration)]
+    pub backoff_max: Duration,
+
+    /// Timeout of one POST to the log service.
+    #[arg(long, env = "STRESSMIX_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
+    /// On SIGTERM, keep sending what is buffered for at most this long.
+    #[arg(long, env = "STRESSMIX_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+
+    #[arg(long, env = "STRESSMIX_LOG_FORMAT", value_enum, default_value = "json")]
+    pub log_format: LogFormat,
+}
+
+/// `250ms`, `5s`, `2m`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 500ms, 5s or 2m"))?;
+    let secs = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("{text:?}: unit must be ms, s or m")),
+    };
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err(format!("{text:?} must be positive"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("5h").is_err());
+        assert!(parse_duration("fast").is_err());
+    }
+
+    #[test]
+    fn defaults_hold_a_ten_minute_outage() {
+        let c = Config::try_parse_from(["stressmix-agent"]).expect("defaults");
+        assert_eq!(c.interval, Duration::from_secs(5));
+        assert!(c.buffer_batches as u64 * c.interval.as_secs() >= 600);
+        assert!(!c.unload_on_exit);
+        assert_eq!(c.metrics_addr.port(), 9100);
+    }
+}

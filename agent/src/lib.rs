@@ -1,0 +1,15 @@
+//! stressmix-agent: reads per-cgroup counters (kernel module or cgroupfs), turns them into rates,
+//! attributes them to pods and ships numbered batches to the log service.
+
+pub mod attribution;
+pub mod buffer;
+pub mod cgroup_path;
+pub mod collector;
+pub mod config;
+pub mod loader;
+pub mod metrics;
+pub mod modinfo;
+pub mod rates;
+pub mod run;
+pub mod shipper;
+pub mod source;
