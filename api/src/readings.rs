@@ -221,7 +221,12 @@ impl ReadingBatch {
     /// and counts, a UUID boot id, a plausible timestamp. The error names the first bad field.
     pub fn validate(&self) -> Result<(), ValidationError> {
         let name = |f: &'static str| move || f.to_string();
-        check_text(&name("node_name"), &self.node_name, limits::MAX_NODE_NAME, true)?;
+        check_text(
+            &name("node_name"),
+            &self.node_name,
+            limits::MAX_NODE_NAME,
+            true,
+        )?;
         if !is_uuid(&self.boot_id) {
             return Err(invalid(
                 "boot_id",
@@ -282,14 +287,26 @@ impl ContainerReading {
             limits::MAX_CONTAINER_ID,
         )?;
         check_optional_text(&name("pod"), self.pod.as_deref(), limits::MAX_NAME)?;
-        check_optional_text(&name("pod_uid"), self.pod_uid.as_deref(), limits::MAX_POD_UID)?;
+        check_optional_text(
+            &name("pod_uid"),
+            self.pod_uid.as_deref(),
+            limits::MAX_POD_UID,
+        )?;
         check_optional_text(
             &name("namespace"),
             self.namespace.as_deref(),
             limits::MAX_NAMESPACE,
         )?;
-        check_optional_text(&name("container"), self.container.as_deref(), limits::MAX_NAME)?;
-        check_optional_text(&name("workload"), self.workload.as_deref(), limits::MAX_NAME)?;
+        check_optional_text(
+            &name("container"),
+            self.container.as_deref(),
+            limits::MAX_NAME,
+        )?;
+        check_optional_text(
+            &name("workload"),
+            self.workload.as_deref(),
+            limits::MAX_NAME,
+        )?;
         check_optional_text(&name("kind"), self.kind.as_deref(), limits::MAX_KIND)?;
         check_number(&name("cpu_percent"), self.cpu_percent)?;
         check_number(&name("cpu_percent_node"), self.cpu_percent_node)?;

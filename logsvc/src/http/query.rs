@@ -1,0 +1,258 @@
+//! Query endpoints for Grafana (Infinity datasource, backend parser) and the legacy `/data`.
+//! Parameters are parsed here; errors are 400 JSON naming the parameter.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use super::error::{ApiError, json_response};
+use crate::store::{self, ContainerQuery, LabelKind, Metric, RangeQuery, StoreError};
+use crate::timefmt::now_ms;
+
+/// At most this many buckets per series: the step grows to fit.
+pub const MAX_POINTS: i64 = 2000;
+/// Default window when `from` is absent.
+const DEFAULT_WINDOW_MS: i64 = 3_600_000;
+/// Longest window accepted (400 days).
+const MAX_WINDOW_MS: i64 = 400 * 86_400_000;
+/// `/data` row limit: default and ceiling.
+const LEGACY_DEFAULT_LIMIT: usize = 10_000;
+const LEGACY_MAX_LIMIT: usize = 1_000_000;
+
+type Pairs = Result<Query<Vec<(String, String)>>, QueryRejection>;
+
+/// The query string as name/value pairs.
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn from(query: Pairs) -> Result<Params, ApiError> {
+        match query {
+            Ok(Query(pairs)) => Ok(Params(pairs)),
+            Err(e) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("bad query string: {e}"),
+            )),
+        }
+    }
+
+    fn last(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn int(&self, name: &str) -> Result<Option<i64>, ApiError> {
+        match self.last(name) {
+            None => Ok(None),
+            Some(text) => text.trim().parse::<i64>().map(Some).map_err(|_| {
+                ApiError::bad_request(name, format!("expected an integer, got {text:?}"))
+            }),
+        }
+    }
+
+    /// Values of a repeatable, comma-separated filter. Grafana's "All" spellings mean no filter.
+    fn list(&self, name: &str) -> Vec<String> {
+        let mut values = Vec::new();
+        for (_, v) in self.0.iter().filter(|(k, _)| k == name) {
+            for part in v.split(',') {
+                let part = part.trim().trim_matches(|c| c == '{' || c == '}');
+                if part.is_empty() || matches!(part, "$__all" | "All" | "*" | ".*") {
+                    return Vec::new();
+                }
+                values.push(part.to_string());
+            }
+        }
+        values
+    }
+
+    /// `from`/`to` in epoch ms (defaults: the last hour) and the bucket width.
+    fn range(&self) -> Result<RangeQuery, ApiError> {
+        let to = self.int("to")?.unwrap_or_else(now_ms);
+        let from = self.int("from")?.unwrap_or(to - DEFAULT_WINDOW_MS);
+        if from > to {
+            return Err(ApiError::bad_request("from", "must not be after `to`"));
+        }
+        let window = to - from;
+        if window > MAX_WINDOW_MS {
+            return Err(ApiError::bad_request(
+                "from",
+                "the window is longer than 400 days",
+            ));
+        }
+        let requested = match self.int("step_ms")? {
+            Some(step) if step <= 0 => {
+                return Err(ApiError::bad_request("step_ms", "must be positive"));
+            }
+            Some(step) => step,
+            None => (window / 1000).max(1000),
+        };
+        // Never more than MAX_POINTS buckets per series.
+        let step = requested.max((window + MAX_POINTS - 1) / MAX_POINTS).max(1);
+        Ok(RangeQuery { from, to, step })
+    }
+
+    fn filters(&self) -> Result<ContainerQuery, ApiError> {
+        let metric = match self.last("metric") {
+            None => None,
+            Some(name) => Some(Metric::parse(name).ok_or_else(|| {
+                ApiError::bad_request(
+                    "metric",
+                    format!(
+                        "unknown metric {name:?}; one of {}",
+                        Metric::ALL.map(Metric::name).join(", ")
+                    ),
+                )
+            })?),
+        };
+        Ok(ContainerQuery {
+            workloads: self.list("workload"),
+            kinds: self.list("kind"),
+            containers: self.list("container"),
+            nodes: self.list("node"),
+            metric,
+        })
+    }
+}
+
+fn answer(result: Result<Vec<u8>, StoreError>) -> Response {
+    match result {
+        Ok(body) => json_response(StatusCode::OK, body),
+        Err(StoreError::WriterGone) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the service is shutting down",
+        )
+        .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "query failed");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("query failed: {e}"),
+            )
+            .into_response()
+        }
+    }
+}
+
+pub async fn containers(State(state): State<AppState>, query: Pairs) -> Response {
+    let parsed = Params::from(query).and_then(|p| Ok((p.range()?, p.filters()?)));
+    let (range, filters) = match parsed {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    let watermark = state.db.rollup_watermark();
+    answer(
+        state
+            .db
+            .read(move |conn| store::container_samples(conn, &range, &filters, watermark))
+            .await,
+    )
+}
+
+pub async fn nodes(State(state): State<AppState>, query: Pairs) -> Response {
+    let parsed = Params::from(query).and_then(|p| Ok((p.range()?, p.list("node"))));
+    let (range, nodes) = match parsed {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    let watermark = state.db.rollup_watermark();
+    answer(
+        state
+            .db
+            .read(move |conn| store::node_samples(conn, &range, &nodes, watermark))
+            .await,
+    )
+}
+
+pub async fn pods_per_kind(State(state): State<AppState>, query: Pairs) -> Response {
+    let range = match Params::from(query).and_then(|p| p.range()) {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    let watermark = state.db.rollup_watermark();
+    answer(
+        state
+            .db
+            .read(move |conn| store::pods_per_kind(conn, &range, watermark))
+            .await,
+    )
+}
+
+pub async fn labels(
+    State(state): State<AppState>,
+    Path(label): Path<String>,
+    query: Pairs,
+) -> Response {
+    let Some(kind) = LabelKind::parse(&label) else {
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "unknown label list {label:?}; one of workloads, kinds, containers, nodes, namespaces, pods"
+            ),
+        )
+        .into_response();
+    };
+    let parsed = Params::from(query).and_then(|p| Ok((p.int("from")?, p.int("to")?, p.filters()?)));
+    let (from, to, filters) = match parsed {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    answer(
+        state
+            .db
+            .read(move |conn| store::label_values(conn, kind, from, to, &filters))
+            .await,
+    )
+}
+
+pub async fn snapshot(State(state): State<AppState>, query: Pairs) -> Response {
+    let parsed = Params::from(query).and_then(|p| {
+        let max_age = p.int("max_age_ms")?.unwrap_or(300_000);
+        if max_age < 0 {
+            return Err(ApiError::bad_request("max_age_ms", "must not be negative"));
+        }
+        Ok((p.list("node"), max_age))
+    });
+    let (nodes, max_age) = match parsed {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    answer(
+        state
+            .db
+            .read(move |conn| store::snapshot(conn, &nodes, max_age))
+            .await,
+    )
+}
+
+pub async fn legacy_data(State(state): State<AppState>, query: Pairs) -> Response {
+    let parsed = Params::from(query).and_then(|p| {
+        let to = p.int("to")?.unwrap_or_else(now_ms);
+        let from = p.int("from")?.unwrap_or(to - DEFAULT_WINDOW_MS);
+        if from > to {
+            return Err(ApiError::bad_request("from", "must not be after `to`"));
+        }
+        let limit = match p.int("limit")? {
+            None => LEGACY_DEFAULT_LIMIT,
+            Some(n) if n > 0 => usize::try_from(n)
+                .unwrap_or(LEGACY_MAX_LIMIT)
+                .min(LEGACY_MAX_LIMIT),
+            Some(_) => return Err(ApiError::bad_request("limit", "must be positive")),
+        };
+        Ok((from, to, limit))
+    });
+    let (from, to, limit) = match parsed {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    answer(
+        state
+            .db
+            .read(move |conn| store::legacy_data(conn, from, to, limit))
+            .await,
+    )
+}
