@@ -32,11 +32,7 @@ async fn crd_is_served_explained_and_printed() {
         .any(|c| c.type_ == "Established" && c.status == "True");
     assert!(established, "CRD is not Established");
 
-    let explain = kubectl(&[
-        "explain",
-        "workloads.spec.mix",
-        "--api-version=stressmix.dev/v1alpha1",
-    ]);
+    let explain = kubectl_explain("workloads.spec.mix").await;
     assert!(
         explain.contains("DESCRIPTION:"),
         "explain output:\n{explain}"
@@ -55,11 +51,7 @@ async fn crd_is_served_explained_and_printed() {
             "field {field} missing from `kubectl explain workloads.spec.mix`:\n{explain}"
         );
     }
-    let template = kubectl(&[
-        "explain",
-        "workloads.spec.template",
-        "--api-version=stressmix.dev/v1alpha1",
-    ]);
+    let template = kubectl_explain("workloads.spec.template").await;
     for field in [
         "durationSeconds",
         "lifetimeSeconds",
@@ -91,6 +83,22 @@ async fn crd_is_served_explained_and_printed() {
             .is_some_and(|row| row.starts_with("printed ")),
         "row for the Workload missing:\n{table}"
     );
+}
+
+/// `kubectl explain` of a Workload field. The API server publishes a new CRD's OpenAPI a moment
+/// after the CRD is Established, so this retries for a while.
+async fn kubectl_explain(path: &str) -> String {
+    let args = ["explain", path, "--api-version=stressmix.dev/v1alpha1"];
+    let mut last = String::new();
+    for _ in 0..60 {
+        let out = kubectl_output(&args);
+        if out.status.success() {
+            return String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        last = String::from_utf8_lossy(&out.stderr).into_owned();
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    panic!("kubectl {} kept failing: {last}", args.join(" "));
 }
 
 /// One invalid spec, and the field path its refusal must name.
@@ -329,5 +337,43 @@ async fn kubectl_apply_of_an_invalid_manifest_fails_with_the_field() {
     assert!(
         stderr.contains("spec.template.durationSeconds"),
         "kubectl error does not name the field: {stderr}"
+    );
+}
+
+/// The Workloads in `examples/` are what users start from: the real API server accepts each one
+/// (server-side dry run, in the test's namespace instead of `stress`).
+#[tokio::test]
+async fn examples_are_accepted_by_the_api_server() {
+    let env = TestEnv::new("examples").await;
+    let dir = common::repo_root().join("examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("examples/") {
+        let path = entry.expect("dir entry").path();
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        if path.extension().is_none_or(|e| e != "yaml") || !text.contains("kind: Workload") {
+            continue;
+        }
+        let manifest = text.replace("namespace: stress", &format!("namespace: {}", env.ns));
+        let file = std::env::temp_dir().join(format!("{}-{checked}.yaml", env.ns));
+        std::fs::write(&file, manifest).expect("write manifest");
+        let out = kubectl_output(&[
+            "create",
+            "--dry-run=server",
+            "-f",
+            file.to_str().expect("utf-8"),
+        ]);
+        let _ = std::fs::remove_file(&file);
+        assert!(
+            out.status.success(),
+            "{} refused: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        checked += 1;
+    }
+    assert!(
+        checked >= 1,
+        "no Workload example found in {}",
+        dir.display()
     );
 }

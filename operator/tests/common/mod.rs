@@ -66,7 +66,10 @@ static CRD_APPLIED: Once = Once::new();
 /// Applies `crds/` once per test binary and waits until the API serves it.
 pub fn apply_crds() {
     CRD_APPLIED.call_once(|| {
-        let crds = repo_root().join("crds");
+        // STRESSMIX_TEST_CRDS points at a candidate CRD (file or folder) to try before it lands.
+        let crds = std::env::var_os("STRESSMIX_TEST_CRDS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo_root().join("crds"));
         let crds = crds.to_str().expect("utf-8 path");
         kubectl(&["apply", "--server-side", "--force-conflicts", "-f", crds]);
         kubectl(&[
