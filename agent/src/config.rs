@@ -39,6 +39,10 @@ pub struct Config {
     )]
     pub logsvc_url: String,
 
+    /// Bearer token for the log service (its `--token`), if it requires one.
+    #[arg(long, env = "STRESSMIX_LOGSVC_TOKEN", hide_env_values = true)]
+    pub logsvc_token: Option<String>,
+
     /// Time between readings (e.g. `5s`, `500ms`).
     #[arg(long, env = "STRESSMIX_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     pub interval: Duration,

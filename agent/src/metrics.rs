@@ -23,7 +23,7 @@ type Labels = Vec<(&'static str, &'static str)>;
 pub enum DropReason {
     /// The buffer was full: the oldest batch made room for the newest.
     BufferFull,
-    /// The log service refused the batch (a 4xx other than 408/429): resending cannot help.
+    /// The log service refused the batch as malformed (400, 413, 415, 422): resending cannot help.
     Rejected,
     /// Still queued when the shutdown grace period ran out.
     Shutdown,

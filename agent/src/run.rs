@@ -159,6 +159,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let shipper = Shipper::new(
         &ShipperConfig {
             base_url: config.logsvc_url.clone(),
+            token: config.logsvc_token.clone(),
             request_timeout: config.request_timeout,
             backoff_initial: config.backoff_initial,
             backoff_max: config.backoff_max,
@@ -243,6 +244,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         }
     }
     tracing::info!(
+        built = metrics.batches_built.get(),
         sent = metrics.batches_sent.get(),
         dropped_buffer_full = metrics.dropped_total(crate::metrics::DropReason::BufferFull),
         dropped_rejected = metrics.dropped_total(crate::metrics::DropReason::Rejected),

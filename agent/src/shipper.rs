@@ -19,6 +19,8 @@ use crate::metrics::{DropReason, Metrics};
 pub struct ShipperConfig {
     /// Base URL of the log service, e.g. `http://127.0.0.1:8000`.
     pub base_url: String,
+    /// Sent as `Authorization: Bearer <token>` when set.
+    pub token: Option<String>,
     pub request_timeout: Duration,
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
@@ -60,9 +62,9 @@ impl Backoff {
 
 enum Outcome {
     Stored,
-    /// The service answered that the batch itself is wrong; resending cannot help.
+    /// The service answered that the batch itself is wrong (400, 413, 415, 422); resending cannot help.
     Rejected(String),
-    /// Network error, timeout, 5xx, 408, 429: try again later.
+    /// Network error, timeout, any other status: try again later.
     Retry(String),
 }
 
@@ -73,6 +75,7 @@ pub struct Shipper {
     wake: Notify,
     metrics: Arc<Metrics>,
     backoff: (Duration, Duration),
+    token: Option<String>,
 }
 
 impl Shipper {
@@ -88,6 +91,7 @@ impl Shipper {
             wake: Notify::new(),
             metrics,
             backoff: (config.backoff_initial, config.backoff_max),
+            token: config.token.clone(),
         }))
     }
 
@@ -208,7 +212,11 @@ impl Shipper {
     }
 
     async fn send(&self, batch: &ReadingBatch) -> Outcome {
-        let response = match self.client.post(&self.endpoint).json(batch).send().await {
+        let mut request = self.client.post(&self.endpoint).json(batch);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = match request.send().await {
             Ok(r) => r,
             Err(e) => return Outcome::Retry(e.to_string()),
         };
@@ -218,10 +226,9 @@ impl Shipper {
         }
         let body = response.text().await.unwrap_or_default();
         let why = format!("HTTP {status}: {}", body.trim());
-        if status.is_client_error()
-            && status != reqwest::StatusCode::REQUEST_TIMEOUT
-            && status != reqwest::StatusCode::TOO_MANY_REQUESTS
-        {
+        // Only answers about the batch itself are final; a wrong token (401/403), overload (429)
+        // or a server error may heal, so those batches stay queued.
+        if matches!(status.as_u16(), 400 | 413 | 415 | 422) {
             Outcome::Rejected(why)
         } else {
             Outcome::Retry(why)
