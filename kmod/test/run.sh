@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# kmod/test/run.sh [--bench] [--fixtures DIR] [KVER...]
+# Builds the module (W=1, sparse, warnings fail) and boots each kernel (default: Debian bookworm 6.1
+# and bookworm-backports 6.12) under qemu with the guest checks (guest-suite.sh), or with the
+# benchmark (guest-bench.sh) when --bench is given. Exits non-zero when any check fails.
+# --fixtures DIR: copy the documents the guest read into DIR (api/tests/fixtures/kmod).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib.sh
+source "$here/lib.sh"
+
+mode=suite
+fixtures=
+kvers=()
+while [[ $# -gt 0 ]]; do
+	case $1 in
+	--bench) mode=bench ;;
+	--fixtures) fixtures=$2; shift ;;
+	-*) echo "usage: $0 [--bench] [--fixtures DIR] [KVER...]" >&2; exit 2 ;;
+	*) kvers+=("$1") ;;
+	esac
+	shift
+done
+[[ ${#kvers[@]} -gt 0 ]] || read -r -a kvers <<<"$(kmod_default_kvers)"
+
+out=$KMOD_CACHE/runs/$(date +%Y%m%d-%H%M%S)-$mode
+mkdir -p "$out"
+checker=$(kmod_static_bin stressmix-kmod-check stressmix-kmod-check)
+failed=()
+for kver in "${kvers[@]}"; do
+	kmod_log "=== $kver ($mode)"
+	kmod_ensure "$kver" >/dev/null
+	KMOD_STRICT=1 kmod_build "$kver" >/dev/null || { failed+=("$kver:build"); continue; }
+	kmod_log "$kver: module builds warning-free with W=1 and sparse (C=1)"
+	kmod_initramfs "$out/$kver.cpio.gz" "$kver" "$here/guest-$mode.sh" "$checker"
+	log=$out/$kver.log
+	kmod_boot "$kver" "$out/$kver.cpio.gz" "$log" 1500 || true
+	tr -d '\r' <"$log" | grep -aE '^(KMODTEST|KMODBENCH|  )' | grep -v '^KMODTEST-FILE' | grep -av '^[A-Za-z0-9+/=]*$' || true
+	if kmod_check_log "$log"; then
+		kmod_log "$kver: PASS ($(tr -d '\r' <"$log" | grep -ac '^KMODTEST PASS') checks; log $log)"
+	else
+		failed+=("$kver")
+		kmod_log "$kver: FAIL (log $log)"
+	fi
+	if [[ $mode == suite ]]; then
+		kmod_extract_files "$log" "$out/files"
+		if [[ -n $fixtures ]]; then
+			for f in "$out/files/$kver-all" "$out/files/$kver-containers"; do
+				[[ -f $f ]] && cp "$f" "$fixtures/$(basename "$f" | sed 's/^\([0-9]*\.[0-9]*\)[^-]*-.*-\(all\|containers\)$/linux-\1-real-\2/').json"
+			done
+		fi
+	fi
+done
+if [[ ${#failed[@]} -gt 0 ]]; then
+	kmod_log "FAILED: ${failed[*]}"
+	exit 1
+fi
+kmod_log "all passed: ${kvers[*]}"
