@@ -22,6 +22,7 @@ pub use summary::{Consumed, Summary};
 /// Runs the stressor `command` names, stopping at `--duration` (0: never) or on SIGTERM/SIGINT.
 pub fn run(command: &Command) -> Result<Summary, Error> {
     let seconds = command.run_args().duration;
+    let started = Instant::now();
     let stop = Stop::new((seconds > 0).then(|| Duration::from_secs(seconds)));
     stop.on_signals()?;
     tracing::info!(
@@ -30,7 +31,6 @@ pub fn run(command: &Command) -> Result<Summary, Error> {
         duration_seconds = seconds,
         "starting"
     );
-    let started = Instant::now();
     let (consumed, held) = match command {
         Command::Cpu(args) => (cpu::run(args, &stop)?, Vec::new()),
         Command::Memory(args) => memory::run(args, &stop)?,

@@ -180,8 +180,10 @@ fn assert_within_10_percent(what: &str, measured: f64, expected: f64) {
 #[test]
 fn cpu_consumes_workers_times_load_times_duration() {
     let _heavy = heavy();
-    let (workers, load, duration) = (2.0, 0.25, 2.0);
-    let finished = run(&["cpu", "--duration", "2", "--workers", "2", "--load", "25"]);
+    // A low load per worker, so the claim holds even when other work crowds the machine's cores
+    // (each thread then still gets its share from the fair scheduler).
+    let (workers, load, duration) = (2.0, 0.15, 2.0);
+    let finished = run(&["cpu", "--duration", "2", "--workers", "2", "--load", "15"]);
     let summary = finished.assert_success();
     let expected = workers * load * duration;
     assert_within_10_percent(
