@@ -3,7 +3,8 @@
 //!
 //! Every field's doc comment becomes its `kubectl explain` text. The CEL rules
 //! (`x-kubernetes-validations`) reject nonsense at admission with a message naming the field; the
-//! same rules run locally in `api/tests/cel_rules.rs`.
+//! same rules run locally in `api/tests/cel_rules.rs`. Quantities and lists carry `maxLength` /
+//! `maxItems` because the API server refuses rules whose estimated cost is unbounded.
 
 pub mod quantity;
 
@@ -193,6 +194,7 @@ pub struct MixEntry {
         validation = Rule::new("isQuantity(string(self))").message("spec.mix[].bytes must be a quantity such as 100Mi"),
         validation = Rule::new("!isQuantity(string(self)) || quantity(string(self)).isGreaterThan(quantity('0'))").message("spec.mix[].bytes must be greater than zero"),
     )]
+    #[schemars(extend("maxLength" = 64))]
     pub bytes: Option<Quantity>,
 }
 
@@ -236,6 +238,7 @@ pub struct WorkloadTemplate {
     #[x_kube(
         validation = Rule::new("isQuantity(string(self)) && quantity(string(self)).isGreaterThan(quantity('0'))").message("spec.template.scratchSizeLimit must be a quantity greater than zero"),
     )]
+    #[schemars(extend("maxLength" = 64))]
     pub scratch_size_limit: Quantity,
 
     /// Node labels a node must have to run the pods (as a pod's `nodeSelector`).
@@ -305,6 +308,7 @@ pub struct ResourceLimits {
     #[x_kube(
         validation = Rule::new("isQuantity(string(self)) && quantity(string(self)).isGreaterThan(quantity('0'))").message("spec.template.resources.limits.cpu must be a quantity greater than zero"),
     )]
+    #[schemars(extend("maxLength" = 64))]
     pub cpu: Option<Quantity>,
 
     /// Memory limit, e.g. 128Mi (at least 4Mi).
@@ -313,6 +317,7 @@ pub struct ResourceLimits {
         validation = Rule::new("isQuantity(string(self)) && quantity(string(self)).isGreaterThan(quantity('0'))").message("spec.template.resources.limits.memory must be a quantity greater than zero"),
         validation = Rule::new("!isQuantity(string(self)) || quantity(string(self)).compareTo(quantity('4Mi')) >= 0").message("spec.template.resources.limits.memory must be at least 4Mi"),
     )]
+    #[schemars(extend("maxLength" = 64))]
     pub memory: Option<Quantity>,
 }
 

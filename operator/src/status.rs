@@ -1,0 +1,359 @@
+//! The Workload status computed from the spec, the observed pods and the plan (pure).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use stressmix_api::workload::{
+    CONDITION_DEGRADED, CONDITION_PROGRESSING, CONDITION_READY, KindStatus, StressKind,
+    WorkloadSpec, WorkloadStatus,
+};
+
+use crate::planner::{ObservedPod, Phase, Plan};
+
+/// The status for `spec` (at `generation`) given the pods observed and the plan just made.
+///
+/// Conditions whose status, reason and message did not change keep their `lastTransitionTime` from
+/// `previous`, so an unchanged world yields a status equal to `previous` and no write.
+pub fn compute(
+    spec: &WorkloadSpec,
+    generation: Option<i64>,
+    pods: &[ObservedPod],
+    plan: &Plan,
+    previous: Option<&WorkloadStatus>,
+    now: Time,
+) -> WorkloadStatus {
+    let mut kinds = BTreeMap::new();
+    let mut desired_total = 0;
+    let mut ready_total = 0;
+    for kind in StressKind::ALL {
+        let desired = spec.desired_replicas(kind);
+        let mut counts = KindStatus {
+            desired,
+            ..KindStatus::default()
+        };
+        for pod in pods
+            .iter()
+            .filter(|p| p.kind == Some(kind) && p.deleting.is_none())
+        {
+            match pod.phase {
+                Phase::Running => counts.running += 1,
+                Phase::Pending => counts.pending += 1,
+                Phase::Failed => counts.failed += 1,
+                Phase::Succeeded | Phase::Unknown => {}
+            }
+            if pod.ready && pod.is_live() {
+                counts.ready += 1;
+            }
+        }
+        let present = counts.running + counts.pending + counts.failed > 0;
+        if spec.entry(kind).is_some() || present {
+            desired_total += desired;
+            ready_total += counts.ready;
+            kinds.insert(kind.as_str().to_owned(), counts);
+        }
+    }
+
+    let terminating = pods.iter().filter(|p| p.deleting.is_some()).count();
+    let remaining = pods.len();
+
+    let not_ready: Vec<String> = kinds
+        .iter()
+        .filter(|(_, k)| k.ready < k.desired)
+        .map(|(name, k)| format!("{name} {}/{} ready", k.ready, k.desired))
+        .collect();
+    let ready = if spec.suspend {
+        if remaining == 0 {
+            (
+                "True",
+                "Suspended",
+                "suspended: no pods are running".to_owned(),
+            )
+        } else {
+            (
+                "False",
+                "Suspending",
+                format!("suspended: {remaining} pods still being removed"),
+            )
+        }
+    } else if not_ready.is_empty() {
+        (
+            "True",
+            "AllReady",
+            format!("{ready_total} of {desired_total} pods ready"),
+        )
+    } else {
+        ("False", "PodsNotReady", not_ready.join(", "))
+    };
+
+    let progressing = if !plan.deletes.is_empty() || !plan.creates.is_empty() {
+        let mut parts = Vec::new();
+        if !plan.creates.is_empty() {
+            parts.push(format!("creating {}", plan.creates.len()));
+        }
+        let mut by_reason: BTreeMap<&str, usize> = BTreeMap::new();
+        for d in &plan.deletes {
+            *by_reason.entry(d.reason.as_str()).or_default() += 1;
+        }
+        for (reason, n) in by_reason {
+            parts.push(format!("deleting {n} {reason}"));
+        }
+        ("True", "Reconciling", parts.join(", "))
+    } else if terminating > 0 {
+        (
+            "True",
+            "Terminating",
+            format!("waiting for {terminating} pods to terminate"),
+        )
+    } else if !not_ready.is_empty() && !spec.suspend {
+        (
+            "True",
+            "WaitingForPods",
+            "waiting for pods to become ready".to_owned(),
+        )
+    } else {
+        ("False", "Stable", "no changes in progress".to_owned())
+    };
+
+    let failed: i32 = kinds.values().map(|k| k.failed).sum();
+    let degraded = if !plan.stuck.is_empty() {
+        (
+            "True",
+            "PodStuckTerminating",
+            format!(
+                "pods stuck terminating block their slots: {}",
+                truncate_list(&plan.stuck)
+            ),
+        )
+    } else if !plan.backing_off.is_empty() || failed > 0 {
+        let mut message = String::new();
+        if failed > 0 {
+            message.push_str(&format!("{failed} pods failed"));
+        }
+        if !plan.backing_off.is_empty() {
+            if !message.is_empty() {
+                message.push_str("; ");
+            }
+            message.push_str(&format!(
+                "slots backing off after failures: {}",
+                truncate_list(&plan.backing_off)
+            ));
+        }
+        ("True", "PodsFailing", message)
+    } else {
+        (
+            "False",
+            "AsExpected",
+            "nothing blocks the desired state".to_owned(),
+        )
+    };
+
+    let conditions = [
+        (CONDITION_READY, ready),
+        (CONDITION_PROGRESSING, progressing),
+        (CONDITION_DEGRADED, degraded),
+    ]
+    .into_iter()
+    .map(|(type_, (status, reason, message))| {
+        let old = previous.and_then(|p| p.conditions.iter().find(|c| c.type_ == type_));
+        let unchanged =
+            old.is_some_and(|c| c.status == status && c.reason == reason && c.message == message);
+        Condition {
+            type_: type_.to_owned(),
+            status: status.to_owned(),
+            reason: reason.to_owned(),
+            message,
+            observed_generation: generation,
+            last_transition_time: match old {
+                Some(c) if unchanged || c.status == status => c.last_transition_time.clone(),
+                _ => now.clone(),
+            },
+        }
+    })
+    .collect();
+
+    WorkloadStatus {
+        observed_generation: generation,
+        desired: desired_total,
+        ready: ready_total,
+        kinds,
+        conditions,
+    }
+}
+
+fn truncate_list(names: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut text = names
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > SHOWN {
+        text.push_str(&format!(" and {} more", names.len() - SHOWN));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::planner::{Create, Delete, DeleteReason};
+    use std::time::{Duration, SystemTime};
+    use stressmix_api::workload::MixEntry;
+
+    fn spec(replicas: i32) -> WorkloadSpec {
+        WorkloadSpec {
+            suspend: false,
+            mix: vec![MixEntry {
+                kind: StressKind::Cpu,
+                replicas,
+                workers: 1,
+                load: None,
+                bytes: None,
+            }],
+            template: Default::default(),
+        }
+    }
+
+    fn pod(slot: u32, ready: bool) -> ObservedPod {
+        ObservedPod {
+            name: format!("lab-cpu-{slot}"),
+            uid: format!("u{slot}"),
+            kind: Some(StressKind::Cpu),
+            slot: Some(slot),
+            template_hash: Some("h".into()),
+            phase: if ready {
+                Phase::Running
+            } else {
+                Phase::Pending
+            },
+            scheduled: true,
+            ready,
+            created: Some(SystemTime::UNIX_EPOCH),
+            deleting: None,
+        }
+    }
+
+    fn time(secs: i64) -> Time {
+        Time(k8s_openapi::jiff::Timestamp::from_second(secs).expect("valid time"))
+    }
+
+    fn condition<'a>(s: &'a WorkloadStatus, type_: &str) -> &'a Condition {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+            .expect("condition present")
+    }
+
+    #[test]
+    fn all_ready_is_ready_and_stable_and_recomputing_changes_nothing() {
+        let pods = [pod(0, true), pod(1, true)];
+        let first = compute(&spec(2), Some(4), &pods, &Plan::default(), None, time(10));
+        assert_eq!((first.desired, first.ready), (2, 2));
+        assert_eq!(first.observed_generation, Some(4));
+        assert_eq!(
+            first.kinds["cpu"],
+            KindStatus {
+                desired: 2,
+                ready: 2,
+                running: 2,
+                pending: 0,
+                failed: 0
+            }
+        );
+        assert_eq!(condition(&first, "Ready").status, "True");
+        assert_eq!(condition(&first, "Progressing").reason, "Stable");
+        assert_eq!(condition(&first, "Degraded").status, "False");
+        let again = compute(
+            &spec(2),
+            Some(4),
+            &pods,
+            &Plan::default(),
+            Some(&first),
+            time(99),
+        );
+        assert_eq!(
+            again, first,
+            "same world, same status (transition times kept)"
+        );
+    }
+
+    #[test]
+    fn missing_pods_are_not_ready_and_progressing() {
+        let plan = Plan {
+            creates: vec![Create {
+                kind: StressKind::Cpu,
+                slot: 1,
+                name: "lab-cpu-1".into(),
+            }],
+            ..Plan::default()
+        };
+        let s = compute(&spec(2), Some(1), &[pod(0, false)], &plan, None, time(1));
+        assert_eq!(condition(&s, "Ready").reason, "PodsNotReady");
+        assert_eq!(condition(&s, "Ready").message, "cpu 0/2 ready");
+        assert_eq!(condition(&s, "Progressing").message, "creating 1");
+        assert_eq!(s.kinds["cpu"].pending, 1);
+    }
+
+    #[test]
+    fn a_stuck_pod_is_degraded_and_failures_are_reported() {
+        let plan = Plan {
+            stuck: vec!["lab-cpu-0".into()],
+            ..Plan::default()
+        };
+        let s = compute(&spec(1), None, &[], &plan, None, time(1));
+        assert_eq!(condition(&s, "Degraded").reason, "PodStuckTerminating");
+        assert!(condition(&s, "Degraded").message.contains("lab-cpu-0"));
+
+        let mut failed = pod(0, false);
+        failed.phase = Phase::Failed;
+        let plan = Plan {
+            deletes: vec![Delete {
+                name: "lab-cpu-0".into(),
+                uid: "u0".into(),
+                kind: Some(StressKind::Cpu),
+                reason: DeleteReason::Failed,
+            }],
+            backing_off: vec!["lab-cpu-0".into()],
+            requeue_after: Some(Duration::from_secs(5)),
+            ..Plan::default()
+        };
+        let s = compute(&spec(1), None, &[failed], &plan, None, time(1));
+        assert_eq!(condition(&s, "Degraded").reason, "PodsFailing");
+        assert_eq!(s.kinds["cpu"].failed, 1);
+        assert_eq!(condition(&s, "Progressing").message, "deleting 1 failed");
+    }
+
+    #[test]
+    fn suspended_reports_zero_desired_and_says_so() {
+        let mut sp = spec(3);
+        sp.suspend = true;
+        let s = compute(&sp, None, &[], &Plan::default(), None, time(1));
+        assert_eq!(s.desired, 0);
+        assert_eq!(condition(&s, "Ready").reason, "Suspended");
+        let s = compute(&sp, None, &[pod(0, true)], &Plan::default(), None, time(1));
+        assert_eq!(condition(&s, "Ready").reason, "Suspending");
+    }
+
+    #[test]
+    fn a_changed_condition_gets_a_new_transition_time() {
+        let first = compute(
+            &spec(1),
+            None,
+            &[pod(0, true)],
+            &Plan::default(),
+            None,
+            time(10),
+        );
+        let later = compute(
+            &spec(1),
+            None,
+            &[],
+            &Plan::default(),
+            Some(&first),
+            time(20),
+        );
+        assert_eq!(condition(&later, "Ready").last_transition_time, time(20));
+        assert_eq!(condition(&later, "Degraded").last_transition_time, time(10));
+    }
+}
