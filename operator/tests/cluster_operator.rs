@@ -279,27 +279,32 @@ async fn creates_the_desired_pods_with_the_contracted_shape() {
         "kubectl get wl shows desired and ready: {table}"
     );
 
-    // Events: the operator records one per created pod, about the Workload or the pod.
-    let events = wait_until("an event per created pod", CONVERGE, || async {
-        let events = env
-            .events()
-            .list(&ListParams::default())
-            .await
-            .expect("list events")
-            .items;
+    // Events: the operator records its creations on the Workload (one event per reconcile that
+    // created pods, naming them); together they name every pod.
+    let names: Vec<String> = pods.iter().map(|p| p.name_any()).collect();
+    let created = wait_until("creation events naming every pod", CONVERGE, || async {
+        let events = env.events().list(&ListParams::default()).await.ok()?.items;
         let created: Vec<_> = events
             .into_iter()
             .filter(|e| {
-                e.reason
-                    .as_deref()
-                    .is_some_and(|r| r.to_lowercase().contains("creat"))
+                e.reason.as_deref() == Some("Created")
+                    && e.involved_object.kind.as_deref() == Some("Workload")
+                    && e.involved_object.uid.as_deref() == Some(wl_uid.as_str())
             })
             .collect();
-        (created.len() >= 6).then_some(created)
+        let text: String = created
+            .iter()
+            .filter_map(|e| e.message.clone())
+            .collect::<Vec<_>>()
+            .join(" ");
+        names
+            .iter()
+            .all(|n| text.contains(n.as_str()))
+            .then_some(created)
     })
     .await;
     assert!(
-        events.iter().all(|e| e.type_.as_deref() == Some("Normal")),
+        created.iter().all(|e| e.type_.as_deref() == Some("Normal")),
         "creation events are Normal"
     );
     op.assert_running();
@@ -391,6 +396,13 @@ async fn scales_by_rank_and_rolls_template_changes() {
     wait_ready_status(&env, "sc").await;
 
     make_unready(&env, "sc-cpu-1").await;
+    // Scale only once the operator has seen the readiness change (its status says so); otherwise
+    // the test would race the pod watch against the Workload watch.
+    wait_until("status counting 3 ready cpu pods", CONVERGE, || async {
+        let wl = env.get_workload("sc").await;
+        (wl.data["status"]["kinds"]["cpu"]["ready"] == 3).then_some(())
+    })
+    .await;
     env.patch_spec("sc", json!({ "mix": [{ "kind": "cpu", "replicas": 3 }] }))
         .await;
     wait_live_counts(&env, "sc", &[("cpu", 3)], CONVERGE).await;

@@ -148,8 +148,8 @@ async fn sigkill_mid_churn_and_restart_never_overshoots() {
     let converged = start.elapsed();
     let (samples, overshoots) = sampler.finish().await;
     restarted.assert_running();
-    assert!(steps >= 20, "churn disturbed only {steps} pods");
-    assert!(samples >= 50, "only {samples} samples taken");
+    assert!(steps >= 10, "churn disturbed only {steps} pods");
+    assert!(samples >= 30, "only {samples} samples taken");
     assert!(
         overshoots.is_empty(),
         "more live pods than desired in {} of {samples} samples:\n{}",
@@ -202,7 +202,7 @@ async fn two_replicas_race_under_leader_election() {
     })
     .await;
     assert_eq!(holder, standby);
-    assert!(steps >= 20, "churn disturbed only {steps} pods");
+    assert!(steps >= 10, "churn disturbed only {steps} pods");
     assert!(
         overshoots.is_empty(),
         "more live pods than desired in {} of {samples} samples:\n{}",
