@@ -2,6 +2,8 @@
 //! types. The `*-real-*.json` files were written by the real module in the qemu harness
 //! (`kmod/test/run.sh`); `handwritten-v1.json` exercises the escaping rules on purpose.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
 use std::path::{Path, PathBuf};
 
 use stressmix_api::kmod::{CgroupFilter, KString, SCHEMA_VERSION, Snapshot};
@@ -112,4 +114,45 @@ fn handwritten_fixture_decodes_escapes() {
     // Serializing back gives the same document.
     let again: Snapshot = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
     assert_eq!(again, s);
+}
+
+#[test]
+fn real_fixtures_come_from_both_kernels_with_kind_shaped_trees() {
+    let real: Vec<PathBuf> = fixtures()
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("-real-"))
+        .collect();
+    for release in ["6.1.", "6.12."] {
+        let of_kernel: Vec<Snapshot> = real
+            .iter()
+            .map(|p| load(p))
+            .filter(|s| s.kernel_release.as_latin1().starts_with(release))
+            .collect();
+        assert!(
+            of_kernel.iter().any(|s| s.filter == CgroupFilter::All)
+                && of_kernel
+                    .iter()
+                    .any(|s| s.filter == CgroupFilter::Containers),
+            "no full and containers-only documents from a {release} kernel"
+        );
+        for s in &of_kernel {
+            let paths: Vec<String> = s.cgroups.iter().map(|c| c.path.to_string()).collect();
+            assert!(
+                paths.iter().any(|p| p.contains("/cri-containerd-")),
+                "{paths:?}"
+            );
+            assert!(
+                paths
+                    .iter()
+                    .any(|p| p.starts_with("/kubepods/burstable/pod"))
+            );
+            assert!(s.cgroups.iter().any(|c| c.cpu.usage_ns > 1_000_000_000));
+            assert!(s.cgroups.iter().any(|c| c.io.write_bytes >= 32 << 20));
+            assert!(
+                s.cgroups
+                    .iter()
+                    .any(|c| c.memory.is_some_and(|m| m.limit_bytes == Some(128 << 20)))
+            );
+        }
+    }
 }

@@ -407,6 +407,7 @@ pub fn run(disk: &str) -> Result<()> {
         Ok(())
     });
 
+    r.check("system-matches-proc-stat-and-meminfo", system);
     r.check("strings-are-escaped-and-round-trip", || escapes(&exe));
     r.check("one-thousand-cgroups", thousand);
     r.check("permissions", || permissions(&exe));
@@ -426,6 +427,81 @@ pub fn run(disk: &str) -> Result<()> {
     if !r.failed.is_empty() {
         bail!("failed: {}", r.failed.join(", "));
     }
+    Ok(())
+}
+
+/// The `cpu` line of /proc/stat in USER_HZ ticks: user nice system idle iowait irq softirq steal guest
+/// guest_nice.
+fn proc_stat_cpu() -> Result<Vec<u64>> {
+    let s = fs::read_to_string("/proc/stat")?;
+    let line = s.lines().next().context("empty /proc/stat")?;
+    line.split_whitespace()
+        .skip(1)
+        .map(|v| v.parse::<u64>().context("/proc/stat"))
+        .collect()
+}
+
+fn meminfo(key: &str) -> Result<u64> {
+    let s = fs::read_to_string("/proc/meminfo")?;
+    for line in s.lines() {
+        if let Some(rest) = line.strip_prefix(key).and_then(|r| r.strip_prefix(':')) {
+            let kb: u64 = rest.trim().trim_end_matches(" kB").parse()?;
+            return Ok(kb * 1024);
+        }
+    }
+    bail!("no {key} in /proc/meminfo")
+}
+
+/// Node-wide fields against /proc/stat, /proc/meminfo and /proc/loadavg read just before and after.
+fn system() -> Result<()> {
+    let before = proc_stat_cpu()?;
+    let (_, s) = doc::read(PROC)?;
+    let after = proc_stat_cpu()?;
+    let t = s.system.cpu.time_ns;
+    let got = [
+        t.user,
+        t.nice,
+        t.system,
+        t.idle,
+        t.iowait,
+        t.irq,
+        t.softirq,
+        t.steal,
+        t.guest,
+        t.guest_nice,
+    ];
+    // USER_HZ is 100 on x86: one tick is 10 ms.
+    for (i, ns) in got.iter().enumerate() {
+        let ticks = ns / 10_000_000;
+        let (lo, hi) = (before[i].saturating_sub(1), after[i] + 1);
+        ensure!(
+            (lo..=hi).contains(&ticks),
+            "cpu state {i}: {ticks} ticks outside /proc/stat [{}, {}]",
+            before[i],
+            after[i]
+        );
+    }
+    let m = s.system.memory;
+    ensure!(
+        m.total_bytes == meminfo("MemTotal")?,
+        "MemTotal {}",
+        m.total_bytes
+    );
+    for (name, v) in [
+        ("MemFree", m.free_bytes),
+        ("MemAvailable", m.available_bytes),
+    ] {
+        let want = meminfo(name)?;
+        ensure!(within(v, want, 2.0), "{name}: {v} vs /proc/meminfo {want}");
+    }
+    ensure!(s.system.cpu.online as usize == std::thread::available_parallelism()?.get());
+    let load = fs::read_to_string("/proc/loadavg")?;
+    let one: f64 = load.split_whitespace().next().context("loadavg")?.parse()?;
+    ensure!(
+        (s.system.load_average.one - one).abs() <= 0.2,
+        "load {} vs /proc/loadavg {one}",
+        s.system.load_average.one
+    );
     Ok(())
 }
 
