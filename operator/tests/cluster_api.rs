@@ -15,6 +15,28 @@ use serde_json::{Value, json};
 async fn crd_is_served_explained_and_printed() {
     let env = TestEnv::new("crd").await;
 
+    // An update of an existing CRD skips checks that a first install runs (the API server does not
+    // re-estimate the cost of CEL rules that did not change), so a stale cluster could hide a CRD
+    // that a fresh one refuses: also create it under another group, as a server-side dry run.
+    let crd_file = common::repo_root().join("crds/workload.yaml");
+    let renamed = std::fs::read_to_string(&crd_file)
+        .expect("crds/workload.yaml")
+        .replace("stressmix.dev", "fresh-install.stressmix.dev");
+    let tmp = std::env::temp_dir().join(format!("{}-crd.yaml", env.ns));
+    std::fs::write(&tmp, renamed).expect("write renamed CRD");
+    let out = kubectl_output(&[
+        "create",
+        "--dry-run=server",
+        "-f",
+        tmp.to_str().expect("utf-8"),
+    ]);
+    let _ = std::fs::remove_file(&tmp);
+    assert!(
+        out.status.success(),
+        "a fresh API server refuses crds/workload.yaml: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     let crds: Api<CustomResourceDefinition> = Api::all(env.client.clone());
     let crd = crds
         .get("workloads.stressmix.dev")
