@@ -1,6 +1,6 @@
-# Deployment: the kind quick start for users (`make up`, `make down`), the chart's file copies,
-# and the deployment tests (chart, RBAC, Pod Security, dashboards) against the test control plane.
-.PHONY: up down chart-sync test-deploy
+# Deployment: the kind quick start for users (`make up`, `make down`) and the deployment tests
+# (chart, RBAC, Pod Security, dashboards) against the test control plane.
+.PHONY: up down test-deploy
 TEST_TARGETS += test-deploy
 
 up:
@@ -8,9 +8,6 @@ up:
 
 down:
 	hack/kind-down.sh
-
-chart-sync:
-	hack/sync-chart-files.sh
 
 test-deploy:
 	hack/test-deploy/run.sh

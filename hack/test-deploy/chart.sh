@@ -47,6 +47,27 @@ expect_absent() {
 	if grep -qF -- "$needle" <<<"$haystack"; then fail "$desc: '$needle' found"; else pass "$desc"; fi
 }
 
+# charts/stressmix/crds and charts/stressmix/files/grafana are symlinks to the single sources
+# (crds/, grafana/); helm follows them and `helm package` stores real files. Check the packaged
+# chart holds exactly the sources' bytes.
+chart_packaged_files() {
+	local work=$1 out pkg
+	td_log "packaged chart files vs their sources"
+	out=$(helm package "$CHART" --destination "$work/pkg" 2>&1) || abort "helm package: $out"
+	pkg=$(ls "$work"/pkg/stressmix-*.tgz)
+	mkdir -p "$work/pkg/x" && tar -xzf "$pkg" -C "$work/pkg/x"
+	if out=$(diff -r grafana "$work/pkg/x/stressmix/files/grafana" 2>&1); then
+		pass "packaged chart's files/grafana/ identical to grafana/"
+	else
+		fail "packaged chart's files/grafana/ differs from grafana/: $out"
+	fi
+	if out=$(diff -r crds "$work/pkg/x/stressmix/crds" 2>&1); then
+		pass "packaged chart's crds/ identical to crds/"
+	else
+		fail "packaged chart's crds/ differs from crds/: $out"
+	fi
+}
+
 chart_lint_and_template() {
 	local out default nondefault v
 	td_log "helm lint / template"

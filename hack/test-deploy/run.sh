@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Deployment tests (`make test-deploy`):
-#   1. static: bash -n and shellcheck of the deployment scripts; chart copies of grafana/ and crds/
-#      identical to their sources;
-#   2. chart: helm lint/template for default and non-default values, values.schema.json refusals;
+#   1. static: bash -n and shellcheck of the deployment scripts, dashboards are JSON;
+#   2. chart: the packaged chart's grafana/ and crds/ files identical to the sources, helm lint/template
+#      for default and non-default values, values.schema.json refusals;
 #   3. dashboards: every panel query of every dashboard run against a real stressmix-logsvc fed with
 #      readings (hack/test-deploy/dashboard_contract.py);
 #   4. cluster (hack/testenv): helm install, pods Running on the kwok node, the operator run with the
@@ -53,7 +53,7 @@ static_checks() {
 	local scripts f
 	td_log "static checks"
 	"$here/deps.sh"
-	scripts=(hack/kind-up.sh hack/kind-down.sh hack/sync-chart-files.sh images/kmod-build-and-load.sh
+	scripts=(hack/kind-up.sh hack/kind-down.sh images/kmod-build-and-load.sh
 		hack/test-deploy/run.sh hack/test-deploy/deps.sh hack/test-deploy/lib.sh hack/test-deploy/chart.sh
 		hack/test-deploy/cluster.sh hack/test-deploy/rbac.sh)
 	for f in "${scripts[@]}"; do
@@ -63,11 +63,6 @@ static_checks() {
 		pass "shellcheck (${#scripts[@]} scripts)"
 	else
 		fail "shellcheck: $out"
-	fi
-	if out=$(hack/sync-chart-files.sh --check 2>&1); then
-		pass "chart copies of grafana/ and crds/ identical to the sources"
-	else
-		fail "chart copies stale: $out"
 	fi
 	for f in grafana/dashboards/*.json; do
 		if python3 -m json.tool "$f" >/dev/null 2>&1; then pass "$f is JSON"; else fail "$f is not valid JSON"; fi
@@ -111,6 +106,7 @@ else
 fi
 
 if $testenv_ok && command -v helm >/dev/null; then
+	chart_packaged_files "$work"
 	chart_lint_and_template
 	chart_schema_refusals
 else
