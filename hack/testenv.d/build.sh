@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Build (once per version) every binary the test control plane needs, from the Go module proxy.
 # Sourced by hack/testenv after common.sh.
 

@@ -1,3 +1,5 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034 # the settings are used by the files that source this one
 # Shared settings for hack/testenv: pinned versions, cache layout, logging helpers.
 # Sourced, never executed.
 

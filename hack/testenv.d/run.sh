@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Start, stop and inspect the test control plane. Sourced by hack/testenv after common.sh.
 # Every process runs on 127.0.0.1; its pid goes to $STATE_DIR/pids/<name>.pid and `down` stops only those.
 
@@ -142,7 +143,7 @@ cmd_up() {
     cmd_down
   fi
   mkdir -p "$PIDS_DIR" "$LOGS_DIR"
-  mkdir -p -m 700 "$STATE_DIR/etcd"
+  mkdir -p "$STATE_DIR/etcd" && chmod 700 "$STATE_DIR/etcd"
   _make_pki
 
   _start etcd --name stressmix-testenv --data-dir "$STATE_DIR/etcd" \
@@ -229,7 +230,7 @@ cmd_down() {
       kill -TERM "$pid" 2>/dev/null || true
       local deadline=$((SECONDS + 10))
       while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
-      kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+      if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
       log "stopped $c (pid $pid)"
     fi
   done
