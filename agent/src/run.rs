@@ -16,21 +16,21 @@ use crate::source::{CgroupfsReader, Source};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("the module cannot be used (--source module): {0}")]
+    #[error("the module cannot be used (--source module)")]
     Module(#[from] crate::loader::LoadError),
-    #[error("the cgroupfs fallback cannot be used: {0}")]
-    Cgroupfs(crate::source::SourceError),
+    #[error("the cgroupfs fallback cannot be used (is {} a cgroup v2 mount?)", .1.display())]
+    Cgroupfs(#[source] crate::source::SourceError, PathBuf),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
-    #[error("HTTP client: {0}")]
+    #[error("cannot build the HTTP client")]
     Client(#[from] reqwest::Error),
-    #[error("signal handler: {0}")]
-    Signal(std::io::Error),
-    #[error("no --node-name and the hostname is unreadable: {0}")]
-    NodeName(std::io::Error),
+    #[error("cannot install the signal handlers")]
+    Signal(#[source] std::io::Error),
+    #[error("no --node-name and the hostname is unreadable")]
+    NodeName(#[source] std::io::Error),
 }
 
 fn module_config(config: &Config) -> ModuleConfig {
@@ -50,7 +50,9 @@ fn choose_source(config: &Config) -> Result<(Source, Option<ModuleState>), RunEr
             config.proc_root.clone(),
             config.containers_only,
         );
-        reader.check().map_err(RunError::Cgroupfs)?;
+        reader
+            .check()
+            .map_err(|e| RunError::Cgroupfs(e, config.cgroup_root.clone()))?;
         Ok::<_, RunError>(Source::Cgroupfs(reader))
     };
     let module = module_config(config);
