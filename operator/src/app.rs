@@ -114,9 +114,11 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         metrics.leader.set(1);
         let controllers = run_controllers(&cli, &client, &identity, &metrics, &backoff);
         tokio::select! {
+            // Shutdown first: on SIGTERM the election also reports the lease gone.
+            biased;
+            _ = shutdown.wait_for(|s| *s) => break 'outer,
             () = controllers => warn!("controllers stopped"),
             _ = leader_rx.wait_for(|leading| !*leading) => warn!("lease lost: stopped reconciling"),
-            _ = shutdown.wait_for(|s| *s) => break 'outer,
         }
         metrics.leader.set(0);
         if *shutdown.borrow() {
