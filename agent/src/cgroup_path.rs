@@ -261,6 +261,81 @@ mod tests {
         }
     }
 
+    /// Every path the real module printed in the qemu harness (kind-style systemd paths under a
+    /// node's docker scope, and cgroupfs-driver paths).
+    #[test]
+    fn paths_from_the_real_module() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../api/tests/fixtures/kmod");
+        let mut real = 0;
+        for entry in std::fs::read_dir(&dir).expect("fixtures") {
+            let path = entry.expect("entry").path();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if !name.contains("-real-") {
+                continue;
+            }
+            real += 1;
+            let doc: stressmix_api::kmod::Snapshot =
+                serde_json::from_str(&std::fs::read_to_string(&path).expect("read"))
+                    .expect("parse");
+            let mut containers = Vec::new();
+            for cgroup in &doc.cgroups {
+                let text = cgroup.path.to_string();
+                match parse_cgroup_path(&text) {
+                    CgroupOwner::Pod(p) if p.container_id.is_some() => containers.push(p),
+                    CgroupOwner::Pod(p) => assert!(
+                        text.ends_with(".slice") || text.contains(&format!("pod{}", p.pod_uid)),
+                        "{text}"
+                    ),
+                    CgroupOwner::System => assert!(
+                        !text.ends_with(".scope") || !text.contains("kubepods"),
+                        "{name}: {text}"
+                    ),
+                }
+            }
+            let summary: Vec<(String, QosClass, String)> = containers
+                .iter()
+                .map(|p| {
+                    (
+                        p.pod_uid.clone(),
+                        p.qos,
+                        p.container_id.clone().unwrap_or_default()[56..].to_owned(),
+                    )
+                })
+                .collect();
+            assert_eq!(
+                summary,
+                vec![
+                    (
+                        "0c1d2e3f-4a5b-6c7d-8e9f-a0b1c2d3e4f5".to_owned(),
+                        QosClass::Burstable,
+                        "00000001".to_owned()
+                    ),
+                    (
+                        "0c1d2e3f-4a5b-6c7d-8e9f-a0b1c2d3e4f5".to_owned(),
+                        QosClass::Burstable,
+                        "00000002".to_owned()
+                    ),
+                    (
+                        "1b2c3d4e-5f60-7182-93a4-b5c6d7e8f901".to_owned(),
+                        QosClass::Burstable,
+                        "00000003".to_owned()
+                    ),
+                    (
+                        "2c3d4e5f-6071-8293-a4b5-c6d7e8f90a1b".to_owned(),
+                        QosClass::BestEffort,
+                        "00000004".to_owned()
+                    ),
+                ],
+                "{name}"
+            );
+        }
+        assert!(real >= 2, "no real-module fixtures in {}", dir.display());
+    }
+
     #[test]
     fn runtime_prefixes_are_stripped() {
         assert_eq!(strip_runtime_prefix(&format!("containerd://{CID}")), CID);
