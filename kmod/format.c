@@ -144,9 +144,11 @@ static void sm_cgroup(struct sm_out *o, const struct sm_cgroup *c)
 	sm_printf(o, ",\"cpu\":{\"usage_ns\":%llu,\"user_ns\":%llu,\"system_ns\":%llu}",
 		  c->cpu_usage, c->cpu_user, c->cpu_system);
 	sm_printf(o, ",\"tasks\":{\"processes\":%u,\"threads\":%u}", c->processes, c->threads);
-	sm_printf(o, ",\"io\":{\"read_bytes\":%llu,\"write_bytes\":%llu,\"cancelled_write_bytes\":%llu,",
-		  c->io.read_bytes, c->io.write_bytes, c->io.cancelled_write_bytes);
-	sm_printf(o, "\"read_chars\":%llu,\"write_chars\":%llu,", c->io.read_chars, c->io.write_chars);
+	sm_printf(o, ",\"io\":{\"read_bytes\":%llu,\"write_bytes\":%llu,",
+		  c->io.read_bytes, c->io.write_bytes);
+	sm_printf(o, "\"cancelled_write_bytes\":%llu,", c->io.cancelled_write_bytes);
+	sm_printf(o, "\"read_chars\":%llu,\"write_chars\":%llu,",
+		  c->io.read_chars, c->io.write_chars);
 	sm_printf(o, "\"read_syscalls\":%llu,\"write_syscalls\":%llu}",
 		  c->io.read_syscalls, c->io.write_syscalls);
 	if (c->cmdline_state == SM_CMDLINE_NONE) {
@@ -170,7 +172,8 @@ static void sm_document(struct sm_out *o, const struct sm_snapshot *snap)
 	sm_cstring(o, init_utsname()->release);
 	sm_putc(o, ',');
 	sm_system(o, &snap->sys);
-	sm_printf(o, "\"filter\":\"%s\",\"cgroups\":[", snap->containers_only ? "containers" : "all");
+	sm_printf(o, "\"filter\":\"%s\",\"cgroups\":[",
+		  snap->containers_only ? "containers" : "all");
 	for (i = 0; i < snap->nr; i++) {
 		if (i)
 			sm_puts(o, ",\n");

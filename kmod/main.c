@@ -22,7 +22,7 @@ MODULE_PARM_DESC(proc_name, "name of the file in /proc (default: stressmix)");
 
 static unsigned int max_cgroups = 8192;
 module_param(max_cgroups, uint, 0444);
-MODULE_PARM_DESC(max_cgroups, "most cgroups in one document; more sets \"truncated\" (default 8192)");
+MODULE_PARM_DESC(max_cgroups, "most cgroups in one document; more sets \"truncated\" (8192)");
 
 static bool containers_only;
 module_param(containers_only, bool, 0644);

@@ -48,7 +48,8 @@ struct sm_cgroup {
 	u32 threads;
 	struct sm_io io;
 	/* Main process: the leader with the earliest start time. */
-	struct task_struct *main_task;	/* referenced from the end of the walk until its cmdline is read */
+	/* Referenced from the end of the walk until its cmdline is read. */
+	struct task_struct *main_task;
 	u64 main_start;
 	pid_t main_pid;
 	char comm[TASK_COMM_LEN];
