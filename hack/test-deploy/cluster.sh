@@ -7,6 +7,7 @@
 RELEASE=stressmix
 NS=stressmix-system
 WL_NS=stress
+DRYRUN_NS=stressmix-dryrun
 
 # Remove what an earlier (maybe aborted) run left behind.
 cluster_cleanup() {
@@ -40,13 +41,18 @@ cluster_install() {
 	else
 		fail "objects of the release missing: $out"
 	fi
-	# The default values (log service on a PersistentVolumeClaim) against the real API server.
-	if out=$(helm template "$RELEASE" "$CHART" -n "$NS" --kube-version 1.36.0 2>/dev/null |
+	# The default values (log service on a PersistentVolumeClaim) against the real API server: a
+	# second release name in its own namespace, so nothing merges with the installed objects (Grafana on
+	# another NodePort: 30000 belongs to the installed release).
+	kubectl create namespace "$DRYRUN_NS" >/dev/null 2>&1 || true
+	if out=$(helm template "$DRYRUN_NS" "$CHART" -n "$DRYRUN_NS" --kube-version 1.36.0 \
+		--set grafana.service.nodePort=30001 2>/dev/null |
 		kubectl apply --server-side --force-conflicts --field-manager=test-deploy --dry-run=server -f - 2>&1); then
 		pass "default values: all $(wc -l <<<"$out") objects accepted by a server-side dry run (PVC included)"
 	else
 		fail "default values refused by the API server: $out"
 	fi
+	kubectl delete namespace "$DRYRUN_NS" --wait=false >/dev/null 2>&1 || true
 }
 
 cluster_pods_running() {
@@ -65,7 +71,8 @@ for p in pods:
     phase = p["status"].get("phase")
     where = p["spec"].get("nodeName")
     if phase != "Running" or where != node:
-        bad.append(f"{p[\"metadata\"][\"name\"]}: phase {phase} on {where}")
+        name = p["metadata"]["name"]
+        bad.append(f"{name}: phase {phase} on {where}")
 for comp, n in want.items():
     if seen.get(comp, 0) != n:
         bad.append(f"component {comp}: {seen.get(comp, 0)} pods, want {n}")
