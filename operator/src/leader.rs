@@ -74,17 +74,27 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut last_seen: Option<(String, Instant)> = None;
+    // Start of the last attempt that renewed: the API server wrote the Lease after it, and a standby
+    // saw that write later still, so leading until `last_renew + renew_deadline` is always safe.
     let mut last_renew: Option<Instant> = None;
     loop {
         if *shutdown.borrow() {
             break;
         }
-        let held = try_acquire_or_renew(&api, &config, &mut last_seen).await;
-        let now = Instant::now();
+        let started = Instant::now();
+        let deadline = last_renew.map(|t| t + config.renew_deadline());
+        let attempt_deadline = deadline.unwrap_or(started + config.retry_period());
+        // A hung API call must not keep a stale leader going past its deadline.
+        let held = tokio::time::timeout_at(
+            attempt_deadline.into(),
+            try_acquire_or_renew(&api, &config, &mut last_seen),
+        )
+        .await
+        .unwrap_or(false);
         if held {
-            last_renew = Some(now);
+            last_renew = Some(started);
         }
-        let leading = last_renew.is_some_and(|t| now.duration_since(t) < config.renew_deadline());
+        let leading = last_renew.is_some_and(|t| t.elapsed() < config.renew_deadline());
         if !leading {
             last_renew = None;
         }
@@ -97,8 +107,12 @@ pub async fn run(
             // Nobody listening means the process is shutting down; the loop ends below.
             let _ = leader.send(leading);
         }
+        let mut wake = Instant::now() + config.retry_period();
+        if let Some(t) = last_renew {
+            wake = wake.min(t + config.renew_deadline());
+        }
         tokio::select! {
-            _ = tokio::time::sleep(config.retry_period()) => {}
+            _ = tokio::time::sleep_until(wake.into()) => {}
             _ = shutdown.changed() => {}
         }
     }
@@ -140,8 +154,12 @@ async fn try_acquire_or_renew(
         };
         return match api.create(&PostParams::default(), &lease).await {
             Ok(_) => true,
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                debug!("lease create lost a race");
+                false
+            }
             Err(err) => {
-                debug!(error = %err, "lease create lost a race");
+                warn!(error = %err, lease = %config.name, "cannot create the lease");
                 false
             }
         };
