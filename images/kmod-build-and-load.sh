@@ -5,7 +5,8 @@
 #   kmod-build-and-load prebuilt DIR     load DIR/stressmix.ko (built elsewhere for this exact kernel)
 #
 # Environment: PROC_NAME (module parameter proc_name, default stressmix), KMOD_SRC (default
-# /opt/stressmix/kmod), HOST_USR_LIB (where the node's /usr/lib is mounted, default /host/usr/lib).
+# /opt/stressmix/kmod), HOST_USR_LIB (where the node's /usr/lib is mounted, default /host/usr/lib);
+# for tests: KVER (default uname -r), MODULES_DIR (default /lib/modules), LOCKDOWN_FILE.
 #
 # The module is never unloaded here: every kind node shares the host kernel, so unloading from one
 # node's pod would pull it from under all of them. A module already loaded is success.
@@ -14,7 +15,9 @@ set -euo pipefail
 PROC_NAME="${PROC_NAME:-stressmix}"
 KMOD_SRC="${KMOD_SRC:-/opt/stressmix/kmod}"
 HOST_USR_LIB="${HOST_USR_LIB:-/host/usr/lib}"
-KVER="$(uname -r)"
+KVER="${KVER:-$(uname -r)}"
+MODULES_DIR="${MODULES_DIR:-/lib/modules}"
+LOCKDOWN_FILE="${LOCKDOWN_FILE:-/sys/kernel/security/lockdown}"
 
 log() { printf 'kmod-loader: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -26,7 +29,7 @@ usage() {
 
 # Secure Boot / lockdown rejects unsigned modules; say so instead of a bare EPERM.
 check_lockdown() {
-	local f=/sys/kernel/security/lockdown
+	local f=$LOCKDOWN_FILE
 	if [[ -r $f ]] && grep -qE '\[(integrity|confidentiality)\]' "$f"; then
 		die "kernel lockdown is active ($(cat "$f")): unsigned modules cannot be loaded; run the agent with agent.module.mode=none (cgroupfs fallback)"
 	fi
@@ -46,7 +49,7 @@ link_kbuild_dirs() {
 }
 
 build_module() {
-	local build_dir="/lib/modules/$KVER/build" work
+	local build_dir="$MODULES_DIR/$KVER/build" work
 	[[ -e $build_dir ]] || die "no kernel headers for $KVER at $build_dir: mount the node's /lib/modules and /usr/src (kind-config.yaml does) or install linux-headers-$KVER on the node"
 	[[ -e $build_dir/Makefile ]] || die "$build_dir exists but is not a kernel build tree (a dangling link into /usr/src?): mount the node's /usr/src"
 	link_kbuild_dirs
@@ -54,7 +57,7 @@ build_module() {
 	work="$(mktemp -d /tmp/stressmix-kmod.XXXXXX)"
 	cp -a "$KMOD_SRC/." "$work/"
 	log "building stressmix.ko for $KVER"
-	make -C "$work" KVER="$KVER" >&2 || die "module build failed for $KVER (see the compiler output above)"
+	make -C "$work" KVER="$KVER" KDIR="$build_dir" >&2 || die "module build failed for $KVER (see the compiler output above)"
 	[[ -f $work/stressmix.ko ]] || die "build finished but $work/stressmix.ko is missing"
 	printf '%s\n' "$work/stressmix.ko"
 }
