@@ -35,6 +35,13 @@ cluster_install() {
 		kubectl get events -n "$NS" --sort-by=.lastTimestamp 2>&1 | tail -n 15 >&2 || true
 		abort "helm install: $(grep -v 'found symbolic link' <<<"$out")"
 	fi
+	out=$(helm get notes "$RELEASE" -n "$NS" 2>&1)
+	if grep -q 'http://<node-address>:30000' <<<"$out" && grep -q 'http://localhost:3000' <<<"$out" &&
+		grep -q "http://$RELEASE-logsvc.$NS.svc:8000" <<<"$out"; then
+		pass "NOTES.txt gives the Grafana NodePort, the kind URL and the log service URL"
+	else
+		fail "NOTES.txt lacks the URLs: $out"
+	fi
 	# Every object of the release exists on the server, as rendered.
 	if out=$(helm get manifest "$RELEASE" -n "$NS" | kubectl get -f - -o name 2>&1); then
 		pass "every object of the release exists on the API server ($(wc -l <<<"$out") objects)"
