@@ -20,8 +20,16 @@ for doc in sys.stdin.read().split("\n---"):
     lines = doc.splitlines()
     if f"kind: {kind}" not in lines:
         continue
-    if name and not any(l.strip() == f"name: {name}" for l in lines):
-        continue
+    if name:
+        # metadata.name: the first "  name:" line inside the top-level "metadata:" block.
+        meta = lines.index("metadata:") if "metadata:" in lines else len(lines)
+        block = []
+        for l in lines[meta + 1:]:
+            if not l.startswith("  "):
+                break
+            block.append(l)
+        if f"  name: {name}" not in block:
+            continue
     n += 1
 print(n)
 ' "$2" "${3:-}" <<<"$1"
@@ -89,7 +97,8 @@ chart_lint_and_template() {
 	expect_count "$default" Role stressmix-operator 1
 	expect_count "$default" ClusterRole stressmix-operator 0
 	expect_count "$default" ClusterRole stressmix-agent 1
-	expect_count "$default" CustomResourceDefinition "" 0
+	out=$(render --include-crds 2>&1) || abort "helm template --include-crds failed: $out"
+	expect_count "$out" CustomResourceDefinition workloads.stressmix.dev 1
 	expect_contains "namespace stress enforces Pod Security restricted" "$default" "pod-security.kubernetes.io/enforce: restricted"
 	expect_contains "operator watches the managed namespace" "$default" "--namespace=stress"
 	expect_contains "operator leader election on its Lease" "$default" "--lease-name=stressmix-operator"
@@ -115,6 +124,12 @@ chart_lint_and_template() {
 	expect_absent "no --namespace flag when every namespace is managed" "$nondefault" "--namespace="
 	out=$(render --set agent.module.mode=none 2>&1) || abort "helm template (module none) failed: $out"
 	expect_absent "module mode none: no init container" "$out" "initContainers:"
+	out=$(render --set 'workloadNamespaces.names={team-a,team-b}' 2>&1) || abort "helm template (two namespaces) failed: $out"
+	expect_count "$out" Role stressmix-operator 2
+	expect_count "$out" RoleBinding stressmix-operator 2
+	expect_count "$out" Namespace "" 2
+	expect_contains "operator watches team-a" "$out" "--namespace=team-a"
+	expect_contains "operator watches team-b" "$out" "--namespace=team-b"
 }
 
 # Each bad value is refused by values.schema.json with a message naming the key and the rule.
