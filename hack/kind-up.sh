@@ -8,6 +8,7 @@
 # Needs: docker, kind, kubectl, helm on PATH. Environment knobs:
 #   STRESSMIX_KIND_CLUSTER (default stressmix), STRESSMIX_EXAMPLE (default examples/workload.yaml),
 #   STRESSMIX_HELM_ARGS (extra helm arguments, e.g. "--set agent.module.mode=none").
+# `hack/kind-up.sh --print-config` prints the generated kind config and exits (needs no tool).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -23,21 +24,32 @@ builder_image=stressmix/kmod-builder:$version
 log() { printf '[kind-up] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
+# kind-config.yaml ends with the node's extraMounts list; Debian/Ubuntu kernel headers link into
+# /usr/lib/linux-kbuild-<ver>, whose names vary by host, so append one mount per directory found.
+# (STRESSMIX_KBUILD_ROOT replaces /usr/lib, for tests.)
+kind_config() {
+	local dir
+	cat kind-config.yaml
+	for dir in "${STRESSMIX_KBUILD_ROOT:-/usr/lib}"/linux-kbuild-*; do
+		[[ -d $dir ]] || continue
+		printf '      - hostPath: %s\n        containerPath: %s\n        readOnly: true\n' "$dir" "$dir"
+	done
+}
+
+if [[ ${1:-} == --print-config ]]; then
+	kind_config
+	exit 0
+fi
+
 for tool in docker kind kubectl helm; do
 	command -v "$tool" >/dev/null 2>&1 || die "$tool is not on PATH (the quick start needs docker, kind, kubectl and helm)"
 done
 docker info >/dev/null 2>&1 || die "docker does not answer (is the daemon running, may this user use it?)"
 [[ -f $example ]] || die "example Workload $example not found (set STRESSMIX_EXAMPLE)"
 
-# kind-config.yaml ends with the node's extraMounts list; Debian/Ubuntu kernel headers link into
-# /usr/lib/linux-kbuild-<ver>, whose names vary by host, so append one mount per directory found.
 config=$(mktemp)
 trap 'rm -f "$config"' EXIT
-cp kind-config.yaml "$config"
-for dir in /usr/lib/linux-kbuild-*; do
-	[[ -d $dir ]] || continue
-	printf '      - hostPath: %s\n        containerPath: %s\n        readOnly: true\n' "$dir" "$dir" >>"$config"
-done
+kind_config >"$config"
 if [[ ! -e /lib/modules/$(uname -r)/build ]]; then
 	log "warning: no kernel headers at /lib/modules/$(uname -r)/build; the agent's module build will fail."
 	log "         install them (Debian: apt install linux-headers-$(uname -r)) or use STRESSMIX_HELM_ARGS='--set agent.module.mode=none'"

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the deployment tests need beyond the test control plane (hack/testenv builds
-# kubectl and helm): shellcheck from Debian. Idempotent; quiet when everything is present.
+# kubectl and helm): shellcheck, and PyYAML for Debian's own python3 (/usr/bin/python3, which reads
+# the kind config), from Debian. Idempotent; quiet when everything is present.
 set -euo pipefail
 missing=()
 command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+/usr/bin/python3 -c 'import yaml' >/dev/null 2>&1 || missing+=(python3-yaml)
 if ((${#missing[@]})); then
 	echo "[test-deploy deps] installing ${missing[*]}" >&2
 	if [[ $(id -u) -ne 0 ]]; then

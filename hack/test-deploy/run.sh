@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Deployment tests (`make test-deploy`):
 #   1. static: bash -n and shellcheck of the deployment scripts, dashboards are JSON; the module
-#      loader script's decisions and messages (never loading anything);
+#      loader script's decisions and messages (never loading anything); the generated kind config;
 #   2. chart: the packaged chart's grafana/ and crds/ files identical to the sources, helm lint/template
 #      for default and non-default values, values.schema.json refusals;
 #   3. dashboards: every panel query of every dashboard run against a real stressmix-logsvc fed with
@@ -25,6 +25,8 @@ here=$root/hack/test-deploy
 . "$here/rbac.sh"
 # shellcheck source=hack/test-deploy/kmod-loader.sh
 . "$here/kmod-loader.sh"
+# shellcheck source=hack/test-deploy/kind-config.sh
+. "$here/kind-config.sh"
 
 export STRESSMIX_CACHE=${STRESSMIX_CACHE:-$HOME/.cache/stressmix}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$STRESSMIX_CACHE/cargo-target}
@@ -58,7 +60,8 @@ static_checks() {
 	"$here/deps.sh"
 	scripts=(hack/kind-up.sh hack/kind-down.sh images/kmod-build-and-load.sh
 		hack/test-deploy/run.sh hack/test-deploy/deps.sh hack/test-deploy/lib.sh hack/test-deploy/chart.sh
-		hack/test-deploy/cluster.sh hack/test-deploy/rbac.sh hack/test-deploy/kmod-loader.sh)
+		hack/test-deploy/cluster.sh hack/test-deploy/rbac.sh hack/test-deploy/kmod-loader.sh
+		hack/test-deploy/kind-config.sh)
 	for f in "${scripts[@]}"; do
 		if bash -n "$f"; then pass "bash -n $f"; else fail "bash -n $f"; fi
 	done
@@ -104,6 +107,7 @@ dashboards() {
 
 static_checks
 kmod_loader_checks
+kind_config_checks
 
 testenv_ok=false
 if [[ -x hack/testenv ]] && out=$(hack/testenv up 2>&1); then
