@@ -150,6 +150,13 @@ print(n)'
 
 pods_match() { [[ $(live_pods "$1") == "$2" ]]; }
 
+status_observed() {
+	local gen observed
+	gen=$(kubectl get -n "$WL_NS" workload "$1" -o jsonpath='{.metadata.generation}')
+	observed=$(kubectl get -n "$WL_NS" workload "$1" -o jsonpath='{.status.observedGeneration}')
+	[[ -n $observed && $observed == "$gen" ]]
+}
+
 cluster_operator_reconciles() {
 	local work=$1 bin=$2 example=$3 kc port args=() whoami wl desired got
 	td_log "operator with the chart's args and its ServiceAccount's token"
@@ -183,6 +190,12 @@ cluster_operator_reconciles() {
 		got=$(live_pods "$wl")
 		fail "Workload $wl: $got Running owned pods, want $desired (operator log: $work/operator.log)"
 		tail -n 20 "$work/operator.log" >&2
+	fi
+	# Status is written through the workloads/status subresource: the Role must allow it.
+	if wait_for 30 "Workload $wl status" status_observed "$wl"; then
+		pass "operator wrote the Workload's status (observedGeneration = generation)"
+	else
+		fail "Workload $wl status never caught up with its generation: $(kubectl get -n "$WL_NS" workload "$wl" -o jsonpath='{.status}')"
 	fi
 	if grep -qiE '403|forbidden' "$work/operator.log"; then
 		fail "operator log shows permission errors: $(grep -iE -m3 '403|forbidden' "$work/operator.log" | cut -c1-300)"
