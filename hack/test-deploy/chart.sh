@@ -63,7 +63,7 @@ chart_packaged_files() {
 	td_log "packaged chart files vs their sources"
 	out=$(helm package "$CHART" --destination "$work/pkg" 2>&1) || abort "helm package: $out"
 	pkg=$(ls "$work"/pkg/stressmix-*.tgz)
-	mkdir -p "$work/pkg/x" && tar -xzf "$pkg" -C "$work/pkg/x"
+	mkdir -p "$work/pkg/x" && tar -xzmf "$pkg" -C "$work/pkg/x"
 	if out=$(diff -r grafana "$work/pkg/x/stressmix/files/grafana" 2>&1); then
 		pass "packaged chart's files/grafana/ identical to grafana/"
 	else
