@@ -16,6 +16,9 @@ step reload-containers-only insmod /stressmix.ko proc_name=stressmix_containers 
 step containers-only-doc stressmix-kmod-check check-doc /proc/stressmix_containers --filter containers --min 5
 cat /proc/stressmix_containers >/tmp/sample-containers.json && kmod-send-file "$kver-containers" /tmp/sample-containers.json
 step unload-again rmmod stressmix
+step reload-bounded insmod /stressmix.ko max_cgroups=3
+step bounded-doc-says-truncated stressmix-kmod-check check-doc /proc/stressmix --min 3 --truncated-at 3
+step unload-bounded rmmod stressmix
 step reload-default insmod /stressmix.ko
 step read-after-reload stressmix-kmod-check check-doc /proc/stressmix --min 5
 step final-unload rmmod stressmix

@@ -57,7 +57,7 @@ for kver in "${kvers[@]}"; do
 		echo "| kernel | cgroups | module read (us) | module read + parse (us) | userspace reader (us) | module / userspace |"
 		echo "|---|---:|---:|---:|---:|---:|"
 		tr -d '\r' <"$log" | awk -v k="$kver" '$1 == "KMODBENCH" && $2 != "header" {
-			printf "| %s | %s | %s | %s | %s | %s |\n", k, $3, $4, $5, $6, $7 }'
+			printf "| %s | %s (%s listed) | %s | %s | %s | %s |\n", k, $2, $3, $4, $5, $6, $7 }'
 	fi
 	if [[ $mode == suite ]]; then
 		kmod_extract_files "$log" "$out/files"

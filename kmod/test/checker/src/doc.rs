@@ -76,7 +76,12 @@ pub fn is_container(path: &[u8]) -> bool {
     }
 }
 
-pub fn check_doc_file(path: &str, filter: &str, min: usize) -> Result<()> {
+pub fn check_doc_file(
+    path: &str,
+    filter: &str,
+    min: usize,
+    truncated_at: Option<usize>,
+) -> Result<()> {
     let (raw, s) = read(path)?;
     let want = match filter {
         "all" => CgroupFilter::All,
@@ -89,6 +94,15 @@ pub fn check_doc_file(path: &str, filter: &str, min: usize) -> Result<()> {
         "{} cgroups, want at least {min}",
         s.cgroups.len()
     );
+    match truncated_at {
+        Some(n) => ensure!(
+            s.truncated && s.cgroups.len() == n,
+            "want truncated at {n}: truncated {}, {} cgroups",
+            s.truncated,
+            s.cgroups.len()
+        ),
+        None => ensure!(!s.truncated, "truncated at {} cgroups", s.cgroups.len()),
+    }
     println!(
         "{path}: {} bytes, {} cgroups, filter {:?}, truncated {}",
         raw.len(),

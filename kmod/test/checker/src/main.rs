@@ -4,7 +4,8 @@
 //!
 //! Subcommands:
 //! - `suite --disk DIR`: builds kind-shaped cgroup trees, runs the loads, checks the document.
-//! - `check-doc PATH [--filter all|containers] [--min N]`: parses one document and checks it.
+//! - `check-doc PATH [--filter all|containers] [--min N] [--truncated-at N]`: parses one document
+//!   and checks it (`--truncated-at N`: it must say truncated and list exactly N cgroups).
 //! - `bench --counts 10,100,1000 --runs N`: module read vs userspace cgroupfs reader.
 //! - `spin`, `hold-memory BYTES`, `pause [--comm-hex HEX] [ARGS...]`: loads the tests start.
 //! - `open-without-cap PATH`: drops CAP_SYS_ADMIN, then tries to open PATH.
@@ -53,7 +54,8 @@ fn run(args: &[String]) -> Result<()> {
             let path = rest.first().context("check-doc PATH")?;
             let filter = opt(rest, "--filter").unwrap_or("all");
             let min: usize = opt(rest, "--min").unwrap_or("1").parse()?;
-            doc::check_doc_file(path, filter, min)
+            let truncated_at = opt(rest, "--truncated-at").map(str::parse).transpose()?;
+            doc::check_doc_file(path, filter, min, truncated_at)
         }
         "suite" => suite::run(opt(rest, "--disk").context("suite --disk DIR")?),
         "bench" => {
