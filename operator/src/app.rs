@@ -8,7 +8,6 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::future::join_all;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector;
 use kube::runtime::{Controller, WatchStreamExt, watcher};
@@ -22,8 +21,8 @@ use crate::backoff::SlotBackoff;
 use crate::cli::Cli;
 use crate::leader::{self, LeaseConfig};
 use crate::metrics::{self, Health, Metrics};
-use crate::observed::prune;
 use crate::reconcile::{Context, error_policy, reconcile};
+use crate::slim::{SlimPod, prune};
 
 /// Errors that stop the operator.
 #[derive(Debug, Error)]
@@ -167,7 +166,7 @@ async fn run_controllers(
         },
     );
     let controllers = scopes.into_iter().map(|scope| {
-        let (workloads, pods): (Api<Workload>, Api<Pod>) = match &scope {
+        let (workloads, pods): (Api<Workload>, Api<SlimPod>) = match &scope {
             Some(ns) => (
                 Api::namespaced(client.clone(), ns),
                 Api::namespaced(client.clone(), ns),

@@ -13,4 +13,5 @@ pub mod observed;
 pub mod planner;
 pub mod podspec;
 pub mod reconcile;
+pub mod slim;
 pub mod status;

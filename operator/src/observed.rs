@@ -1,65 +1,27 @@
-//! From API pods to what the planner reads, and the pruning that keeps the pod cache small.
+//! From cached pods to what the planner reads.
 
 use std::time::SystemTime;
 
-use k8s_openapi::api::core::v1::{Pod, PodSpec, PodStatus};
 use kube::ResourceExt;
 use stressmix_api::workload::{LABEL_KIND, LABEL_TEMPLATE_HASH, StressKind};
 
 use crate::planner::{ObservedPod, Phase, parse_slot};
-
-/// Strips a watched pod down to the fields [`observe`] reads, before it enters the reflector.
-///
-/// A full pod costs ~22 KB in the cache; metadata without managedFields and a status without
-/// container details is a few KB, which keeps 10,000 pods well inside the operator's memory budget.
-pub fn prune(pod: &mut Pod) {
-    let meta = &mut pod.metadata;
-    meta.managed_fields = None;
-    meta.annotations = None;
-    meta.finalizers = None;
-    let node_name = pod.spec.as_ref().and_then(|s| s.node_name.clone());
-    pod.spec = Some(PodSpec {
-        node_name,
-        ..PodSpec::default()
-    });
-    if let Some(status) = pod.status.take() {
-        pod.status = Some(PodStatus {
-            phase: status.phase,
-            conditions: status.conditions.map(|conditions| {
-                conditions
-                    .into_iter()
-                    .filter(|c| c.type_ == "Ready" || c.type_ == "PodScheduled")
-                    .map(|mut c| {
-                        c.message = None;
-                        c
-                    })
-                    .collect()
-            }),
-            reason: status.reason,
-            ..PodStatus::default()
-        });
-    }
-}
+use crate::slim::SlimPod;
 
 /// What the planner needs to know about `pod` of `workload`.
-pub fn observe(workload: &str, pod: &Pod) -> ObservedPod {
+pub fn observe(workload: &str, pod: &SlimPod) -> ObservedPod {
     let name = pod.name_any();
     let kind = pod
         .labels()
         .get(LABEL_KIND)
         .and_then(|k| StressKind::from_name(k));
-    let status = pod.status.as_ref();
-    let phase = match status.and_then(|s| s.phase.as_deref()) {
+    let phase = match pod.status.phase.as_deref() {
         Some("Running") => Phase::Running,
         Some("Succeeded") => Phase::Succeeded,
         Some("Failed") => Phase::Failed,
         Some("Unknown") => Phase::Unknown,
         _ => Phase::Pending,
     };
-    let ready = status
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-    let scheduled = pod.spec.as_ref().is_some_and(|s| s.node_name.is_some());
     ObservedPod {
         slot: kind.and_then(|k| parse_slot(workload, k, &name)),
         name,
@@ -67,8 +29,8 @@ pub fn observe(workload: &str, pod: &Pod) -> ObservedPod {
         kind,
         template_hash: pod.labels().get(LABEL_TEMPLATE_HASH).cloned(),
         phase,
-        scheduled,
-        ready,
+        scheduled: pod.spec.node_name.is_some(),
+        ready: pod.status.ready,
         created: pod
             .metadata
             .creation_timestamp
@@ -86,7 +48,7 @@ pub fn observe(workload: &str, pod: &Pod) -> ObservedPod {
 mod tests {
     use super::*;
 
-    fn pod(json: serde_json::Value) -> Pod {
+    fn pod(json: serde_json::Value) -> SlimPod {
         serde_json::from_value(json).expect("valid pod")
     }
 
@@ -124,27 +86,14 @@ mod tests {
     }
 
     #[test]
-    fn pruning_keeps_what_observe_reads_and_drops_the_rest() {
-        let mut p = pod(serde_json::json!({
-            "metadata": {
-                "name": "lab-cpu-0", "uid": "u", "labels": {"stressmix.dev/kind": "cpu"},
-                "annotations": {"big": "x"},
-                "managedFields": [{"manager": "kubectl", "operation": "Update"}]
-            },
-            "spec": {"nodeName": "n1", "containers": [{"name": "stress", "image": "i"}]},
-            "status": {"phase": "Running", "podIP": "10.0.0.1",
-                       "conditions": [{"type": "Ready", "status": "True", "message": "m"},
-                                      {"type": "ContainersReady", "status": "True"}],
-                       "containerStatuses": [{"name": "stress", "image": "i", "imageID": "", "ready": true, "restartCount": 0}]}
+    fn a_pod_of_another_workload_prefix_has_no_slot() {
+        let p = pod(serde_json::json!({
+            "metadata": {"name": "other-cpu-0", "labels": {"stressmix.dev/kind": "cpu"}}
         }));
-        let before = observe("lab", &p);
-        prune(&mut p);
-        assert_eq!(observe("lab", &p), before);
-        assert!(p.metadata.managed_fields.is_none() && p.metadata.annotations.is_none());
-        let spec = p.spec.as_ref().expect("spec kept");
-        assert!(spec.containers.is_empty());
-        let status = p.status.as_ref().expect("status kept");
-        assert!(status.container_statuses.is_none() && status.pod_ip.is_none());
-        assert_eq!(status.conditions.as_ref().map(Vec::len), Some(1));
+        assert_eq!(observe("lab", &p).slot, None);
+        let p = pod(serde_json::json!({
+            "metadata": {"name": "lab-gpu-0", "labels": {"stressmix.dev/kind": "gpu"}}
+        }));
+        assert_eq!(observe("lab", &p).kind, None);
     }
 }

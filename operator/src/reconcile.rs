@@ -24,6 +24,7 @@ use crate::metrics::{DeleteLabels, KindLabels, Metrics};
 use crate::observed::observe;
 use crate::planner::{self, DeleteReason, KindDesire, Phase, Plan, PlanInput};
 use crate::podspec::{PodBuildError, build_pod};
+use crate::slim::SlimPod;
 use crate::status;
 
 /// Field manager of every write the operator makes.
@@ -37,8 +38,8 @@ const API_CONCURRENCY: usize = 32;
 pub struct Context {
     /// Kubernetes client.
     pub client: Client,
-    /// Cache of the operator's pods (label-selected, pruned).
-    pub pods: Store<Pod>,
+    /// Cache of the operator's pods (label-selected, slim).
+    pub pods: Store<SlimPod>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Event publisher.
@@ -113,7 +114,7 @@ async fn reconcile_workload(wl: &Workload, ctx: &Context) -> Result<Action, Reco
         .await
         .map_err(|_| ReconcileError::CacheClosed)?;
 
-    let owned: Vec<Arc<Pod>> = ctx.pods.state_filter(|p| {
+    let owned: Vec<Arc<SlimPod>> = ctx.pods.state_filter(|p| {
         p.metadata.namespace.as_deref() == Some(namespace.as_str())
             && p.labels().get(LABEL_WORKLOAD) == Some(&name)
             && p.owner_references()
