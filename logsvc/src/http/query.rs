@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::error::{ApiError, json_response};
-use crate::store::{self, ContainerQuery, LabelKind, Metric, RangeQuery, StoreError};
+use crate::store::{self, ContainerQuery, Label, LabelKind, Metric, RangeQuery, StoreError};
 use crate::timefmt::now_ms;
 
 /// At most this many buckets per series: the step grows to fit.
@@ -73,11 +73,13 @@ impl Params {
     /// `from`/`to` in epoch ms (defaults: the last hour) and the bucket width.
     fn range(&self) -> Result<RangeQuery, ApiError> {
         let to = self.int("to")?.unwrap_or_else(now_ms);
-        let from = self.int("from")?.unwrap_or(to - DEFAULT_WINDOW_MS);
+        let from = self
+            .int("from")?
+            .unwrap_or(to.saturating_sub(DEFAULT_WINDOW_MS));
         if from > to {
             return Err(ApiError::bad_request("from", "must not be after `to`"));
         }
-        let window = to - from;
+        let window = to.saturating_sub(from);
         if window > MAX_WINDOW_MS {
             return Err(ApiError::bad_request(
                 "from",
@@ -109,7 +111,26 @@ impl Params {
                 )
             })?),
         };
+        let labels = match self.last("labels") {
+            None => None,
+            Some(list) => Some(
+                list.split(',')
+                    .map(|name| {
+                        Label::parse(name.trim()).ok_or_else(|| {
+                            ApiError::bad_request(
+                                "labels",
+                                format!(
+                                    "unknown label {name:?}; any of {}",
+                                    Label::ALL.map(Label::name).join(", ")
+                                ),
+                            )
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+        };
         Ok(ContainerQuery {
+            labels,
             workloads: self.list("workload"),
             kinds: self.list("kind"),
             containers: self.list("container"),
@@ -232,7 +253,9 @@ pub async fn snapshot(State(state): State<AppState>, query: Pairs) -> Response {
 pub async fn legacy_data(State(state): State<AppState>, query: Pairs) -> Response {
     let parsed = Params::from(query).and_then(|p| {
         let to = p.int("to")?.unwrap_or_else(now_ms);
-        let from = p.int("from")?.unwrap_or(to - DEFAULT_WINDOW_MS);
+        let from = p
+            .int("from")?
+            .unwrap_or(to.saturating_sub(DEFAULT_WINDOW_MS));
         if from > to {
             return Err(ApiError::bad_request("from", "must not be after `to`"));
         }

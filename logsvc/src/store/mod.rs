@@ -2,6 +2,7 @@
 //! connections. A `:memory:` database has a single connection, so its reads go through the writer
 //! thread too.
 
+mod blob;
 mod queries;
 mod retention;
 mod writer;
@@ -19,8 +20,8 @@ use crate::config::{Config, Synchronous};
 use crate::metrics::Metrics;
 
 pub use queries::{
-    ContainerQuery, LabelKind, Metric, RangeQuery, container_samples, label_values, legacy_data,
-    node_samples, pods_per_kind, snapshot,
+    ContainerQuery, Label, LabelKind, Metric, RangeQuery, container_samples, label_values,
+    legacy_data, node_samples, pods_per_kind, snapshot,
 };
 pub use retention::{RetentionPolicy, RetentionReport};
 pub use writer::IngestOutcome;
@@ -34,6 +35,8 @@ const WRITER_QUEUE: usize = 4096;
 pub enum StoreError {
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("stored value of the wrong type: {0}")]
+    Decode(#[from] rusqlite::types::FromSqlError),
     #[error("the database writer has stopped")]
     WriterGone,
     #[error("query task failed: {0}")]

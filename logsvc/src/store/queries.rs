@@ -7,7 +7,7 @@ use std::io::Write as _;
 
 use rusqlite::{Connection, params};
 
-use super::StoreError;
+use super::{StoreError, blob};
 use crate::timefmt::rfc3339_ms;
 
 /// Slack on `series.last_ms`, which the writer refreshes at most once a minute.
@@ -63,20 +63,53 @@ impl Metric {
         }
     }
 
-    fn rollup_column(self) -> &'static str {
+    pub fn parse(text: &str) -> Option<Metric> {
+        Metric::ALL.into_iter().find(|m| m.name() == text)
+    }
+
+    /// Position in a packed entry (`blob::Entry::values`) and in `Metric::ALL`.
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A label column of container rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Label {
+    Node,
+    Namespace,
+    Pod,
+    Container,
+    Workload,
+    Kind,
+    Series,
+}
+
+impl Label {
+    pub const ALL: [Label; 7] = [
+        Label::Node,
+        Label::Namespace,
+        Label::Pod,
+        Label::Container,
+        Label::Workload,
+        Label::Kind,
+        Label::Series,
+    ];
+
+    pub fn name(self) -> &'static str {
         match self {
-            Metric::CpuPercent => "sum_cpu_percent",
-            Metric::CpuPercentNode => "sum_cpu_percent_node",
-            Metric::MemoryBytes => "sum_memory_bytes",
-            Metric::MemoryPercent => "sum_memory_percent",
-            Metric::DiskReadBytesPerSec => "sum_disk_read",
-            Metric::DiskWriteBytesPerSec => "sum_disk_write",
-            Metric::IoOpsPerSec => "sum_io_ops",
+            Label::Node => "node",
+            Label::Namespace => "namespace",
+            Label::Pod => "pod",
+            Label::Container => "container",
+            Label::Workload => "workload",
+            Label::Kind => "kind",
+            Label::Series => "series",
         }
     }
 
-    pub fn parse(text: &str) -> Option<Metric> {
-        Metric::ALL.into_iter().find(|m| m.name() == text)
+    pub fn parse(text: &str) -> Option<Label> {
+        Label::ALL.into_iter().find(|l| l.name() == text)
     }
 }
 
@@ -90,6 +123,8 @@ pub struct ContainerQuery {
     pub nodes: Vec<String>,
     /// Only this column, named `value`; all metric columns when `None`.
     pub metric: Option<Metric>,
+    /// Label columns in each row; all of them when `None`.
+    pub labels: Option<Vec<Label>>,
 }
 
 fn matches(wanted: &[String], value: &str) -> bool {
@@ -115,24 +150,26 @@ impl SeriesInfo {
             && to.is_none_or(|t| self.first_ms <= t)
     }
 
-    /// `"node":"…","namespace":"…",…,"series":"…"`, escaped once.
-    fn label_fields(&self) -> Vec<u8> {
+    fn label(&self, label: Label) -> &str {
+        match label {
+            Label::Node => &self.node,
+            Label::Namespace => &self.namespace,
+            Label::Pod => &self.pod,
+            Label::Container => &self.container,
+            Label::Workload => &self.workload,
+            Label::Kind => &self.kind,
+            Label::Series => &self.name,
+        }
+    }
+
+    /// `"node":"…","namespace":"…",…,"series":"…"` (the chosen labels), escaped once.
+    fn label_fields(&self, labels: &[Label]) -> Vec<u8> {
         let mut out = Vec::with_capacity(128);
-        for (key, value) in [
-            ("node", &self.node),
-            ("namespace", &self.namespace),
-            ("pod", &self.pod),
-            ("container", &self.container),
-            ("workload", &self.workload),
-            ("kind", &self.kind),
-            ("series", &self.name),
-        ] {
-            if !out.is_empty() {
-                out.push(b',');
-            }
-            push_str(&mut out, key);
+        for label in labels {
+            out.push(b',');
+            push_str(&mut out, label.name());
             out.push(b':');
-            push_str(&mut out, value);
+            push_str(&mut out, self.label(*label));
         }
         out
     }
@@ -188,7 +225,7 @@ struct Acc {
     sums: [f64; 7],
 }
 
-/// Reads `(ts, id, n, v0..vk)` rows from rollups below the watermark, then raw rows above it,
+/// Reads rows from rollups below the watermark, then raw rows above it,
 /// and hands each to `visit`. Rollup rows come first and both are sorted by time, so the
 /// stream is in time order.
 fn scan_split<F>(
@@ -200,20 +237,86 @@ fn scan_split<F>(
     mut visit: F,
 ) -> Result<(), StoreError>
 where
-    F: FnMut(&rusqlite::Row<'_>, bool) -> Result<(), StoreError>,
+    F: FnMut(&rusqlite::Row<'_>) -> Result<(), StoreError>,
 {
     if range.from < watermark {
         let mut stmt = conn.prepare_cached(rollup_sql)?;
-        let mut rows = stmt.query(params![range.from, range.to.min(watermark - 1)])?;
+        let mut rows = stmt.query(params![
+            range.from,
+            range.to.min(watermark.saturating_sub(1))
+        ])?;
         while let Some(row) = rows.next()? {
-            visit(row, true)?;
+            visit(row)?;
         }
     }
     if range.to >= watermark {
         let mut stmt = conn.prepare_cached(raw_sql)?;
         let mut rows = stmt.query(params![range.from.max(watermark), range.to])?;
         while let Some(row) = rows.next()? {
-            visit(row, false)?;
+            visit(row)?;
+        }
+    }
+    Ok(())
+}
+
+/// Series ids to positions in a sorted series list (`u32::MAX`: not selected). Ids are dense
+/// small integers (SQLite rowids), so a vector beats hashing 360,000 times per query.
+fn position_table(series: &[SeriesInfo]) -> Vec<u32> {
+    let max = series.iter().map(|s| s.id).max().unwrap_or(0).max(0);
+    let mut table = vec![u32::MAX; usize::try_from(max).unwrap_or(0) + 1];
+    for (i, s) in series.iter().enumerate() {
+        if let Ok(id) = usize::try_from(s.id) {
+            table[id] = u32::try_from(i).unwrap_or(u32::MAX);
+        }
+    }
+    table
+}
+
+fn position(table: &[u32], series_id: i64) -> Option<usize> {
+    let slot = *table.get(usize::try_from(series_id).ok()?)?;
+    (slot != u32::MAX).then_some(slot as usize)
+}
+
+/// Visits `(ts, series id, weight, values in Metric::ALL order)` in time order: 1-minute rollups
+/// below the watermark (weight = readings rolled up, values = sums), then the packed raw
+/// readings (weight 1).
+fn scan_containers<F>(
+    conn: &Connection,
+    range: &RangeQuery,
+    watermark: i64,
+    mut visit: F,
+) -> Result<(), StoreError>
+where
+    F: FnMut(i64, i64, f64, &[f64; blob::VALUES]),
+{
+    if range.from < watermark {
+        let mut stmt = conn.prepare_cached(
+            "SELECT ts, series_id, n, sum_cpu_percent, sum_cpu_percent_node, sum_memory_bytes,
+                    sum_memory_percent, sum_disk_read, sum_disk_write, sum_io_ops
+             FROM samples_1m WHERE ts >= ?1 AND ts <= ?2",
+        )?;
+        let mut rows = stmt.query(params![
+            range.from,
+            range.to.min(watermark.saturating_sub(1))
+        ])?;
+        while let Some(row) = rows.next()? {
+            let mut values = [0.0; blob::VALUES];
+            for (k, v) in values.iter_mut().enumerate() {
+                *v = row.get(3 + k)?;
+            }
+            visit(row.get(0)?, row.get(1)?, row.get(2)?, &values);
+        }
+    }
+    if range.to >= watermark {
+        let mut stmt = conn.prepare_cached(
+            "SELECT ts, readings FROM samples WHERE ts >= ?1 AND ts <= ?2 ORDER BY ts",
+        )?;
+        let mut rows = stmt.query(params![range.from.max(watermark), range.to])?;
+        while let Some(row) = rows.next()? {
+            let ts: i64 = row.get(0)?;
+            for entry in blob::entries(row.get_ref(1)?.as_blob()?) {
+                visit(ts, entry.series_id, 1.0, &entry.values);
+            }
         }
     }
     Ok(())
@@ -237,32 +340,18 @@ pub fn container_samples(
         })
         .collect();
     series.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
-    let index: HashMap<i64, usize> = series.iter().enumerate().map(|(i, s)| (s.id, i)).collect();
-    let labels: Vec<Vec<u8>> = series.iter().map(SeriesInfo::label_fields).collect();
+    let table = position_table(&series);
+    let label_set = query.labels.clone().unwrap_or_else(|| Label::ALL.to_vec());
+    let labels: Vec<Vec<u8>> = series.iter().map(|s| s.label_fields(&label_set)).collect();
     let metrics: Vec<Metric> = match query.metric {
         Some(m) => vec![m],
         None => Metric::ALL.to_vec(),
     };
-    let raw_sql = format!(
-        "SELECT ts, series_id, 1, {} FROM samples WHERE ts >= ?1 AND ts <= ?2",
-        metrics
-            .iter()
-            .map(|m| m.name())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    let rollup_sql = format!(
-        "SELECT ts, series_id, n, {} FROM samples_1m WHERE ts >= ?1 AND ts <= ?2",
-        metrics
-            .iter()
-            .map(|m| m.rollup_column())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    let names: Vec<Vec<u8>> = metrics
+    // `,"cpu_percent":` etc., escaped once.
+    let keys: Vec<Vec<u8>> = metrics
         .iter()
         .map(|m| {
-            let mut key = Vec::new();
+            let mut key = vec![b','];
             push_str(
                 &mut key,
                 if query.metric.is_some() {
@@ -275,7 +364,6 @@ pub fn container_samples(
             key
         })
         .collect();
-    let integer: Vec<bool> = metrics.iter().map(|m| *m == Metric::MemoryBytes).collect();
 
     let mut out = Vec::with_capacity(1 << 16);
     out.push(b'[');
@@ -289,13 +377,11 @@ pub fn container_samples(
             open_row(out);
             out.extend_from_slice(b"{\"time\":");
             push_i64(out, bucket);
-            out.push(b',');
             out.extend_from_slice(&labels[i]);
-            for (k, name) in names.iter().enumerate() {
-                out.push(b',');
-                out.extend_from_slice(name);
-                let mean = acc.sums[k] / acc.n;
-                if integer[k] {
+            for (metric, key) in metrics.iter().zip(&keys) {
+                out.extend_from_slice(key);
+                let mean = acc.sums[metric.index()] / acc.n;
+                if *metric == Metric::MemoryBytes {
                     push_i64(out, mean.round() as i64);
                 } else {
                     push_f64(out, mean);
@@ -306,13 +392,11 @@ pub fn container_samples(
         }
         touched.clear();
     };
-    let columns = metrics.len();
-    scan_split(conn, range, watermark, &raw_sql, &rollup_sql, |row, _| {
-        let id: i64 = row.get(1)?;
-        let Some(&i) = index.get(&id) else {
-            return Ok(());
+    scan_containers(conn, range, watermark, |ts, series_id, n, values| {
+        let Some(i) = position(&table, series_id) else {
+            return;
         };
-        let bucket = range.bucket(row.get(0)?);
+        let bucket = range.bucket(ts);
         if current != Some(bucket) {
             if let Some(previous) = current {
                 flush(&mut out, previous, &mut accs, &mut touched);
@@ -323,11 +407,10 @@ pub fn container_samples(
         if acc.n == 0.0 {
             touched.push(i);
         }
-        acc.n += row.get::<_, f64>(2)?;
-        for k in 0..columns {
-            acc.sums[k] += row.get::<_, f64>(3 + k)?;
+        acc.n += n;
+        for (sum, v) in acc.sums.iter_mut().zip(values) {
+            *sum += v;
         }
-        Ok(())
     })?;
     if let Some(previous) = current {
         flush(&mut out, previous, &mut accs, &mut touched);
@@ -405,7 +488,7 @@ pub fn node_samples(
             }
             touched.clear();
         };
-    scan_split(conn, range, watermark, raw_sql, rollup_sql, |row, _| {
+    scan_split(conn, range, watermark, raw_sql, rollup_sql, |row| {
         let id: i64 = row.get(1)?;
         let Some(&i) = index.get(&id) else {
             return Ok(());
@@ -465,7 +548,7 @@ pub fn pods_per_kind(
             out.push(b'}');
         }
     };
-    scan_split(conn, range, watermark, raw_sql, rollup_sql, |row, _| {
+    scan_split(conn, range, watermark, raw_sql, rollup_sql, |row| {
         let bucket = range.bucket(row.get(0)?);
         if current != Some(bucket) {
             if let Some(previous) = current {
@@ -558,58 +641,58 @@ pub fn snapshot(
     nodes: &[String],
     max_age_ms: i64,
 ) -> Result<Vec<u8>, StoreError> {
-    let newest: Option<i64> =
-        conn.query_row("SELECT max(ts) FROM node_samples", [], |r| r.get(0))?;
+    let newest: Option<i64> = conn.query_row("SELECT max(ts) FROM samples", [], |r| r.get(0))?;
     let mut out = Vec::with_capacity(1 << 12);
     out.push(b'[');
     let Some(newest) = newest else {
         close_array(&mut out);
         return Ok(out);
     };
-    let mut latest: HashMap<i64, i64> = HashMap::new();
+    // Newest packed batch per node.
+    let mut latest: HashMap<i64, (i64, Vec<u8>)> = HashMap::new();
     {
-        let mut stmt =
-            conn.prepare_cached("SELECT ts, node_id FROM node_samples WHERE ts >= ?1")?;
-        let mut rows = stmt.query([newest - max_age_ms])?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT ts, node_id, readings FROM samples WHERE ts >= ?1 ORDER BY ts",
+        )?;
+        let mut rows = stmt.query([newest.saturating_sub(max_age_ms)])?;
         while let Some(row) = rows.next()? {
-            latest.insert(row.get(1)?, row.get(0)?);
+            latest.insert(row.get(1)?, (row.get(0)?, row.get(2)?));
         }
     }
     let mut series: Vec<SeriesInfo> = load_series(conn)?
         .into_iter()
         .filter(|s| matches(nodes, &s.node))
         .collect();
-    series.sort_by(|a, b| a.node.cmp(&b.node).then(a.name.cmp(&b.name)));
-    let node_of: HashMap<i64, i64> = conn
-        .prepare_cached("SELECT id, node_id FROM series")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
-    let mut stmt = conn.prepare_cached(
-        "SELECT cpu_percent, cpu_percent_node, memory_bytes, memory_percent,
-                disk_read_bytes_per_sec, disk_write_bytes_per_sec, io_ops_per_sec
-         FROM samples WHERE ts = ?1 AND series_id = ?2",
-    )?;
-    for s in &series {
-        let Some(ts) = node_of.get(&s.id).and_then(|node| latest.get(node)) else {
-            continue;
-        };
-        let mut rows = stmt.query(params![ts, s.id])?;
-        let Some(row) = rows.next()? else {
-            continue;
-        };
+    series.sort_by(|a, b| {
+        a.node
+            .cmp(&b.node)
+            .then(a.name.cmp(&b.name))
+            .then(a.id.cmp(&b.id))
+    });
+    let table = position_table(&series);
+    let mut picked: Vec<(usize, i64, [f64; blob::VALUES])> = Vec::new();
+    for (ts, packed) in latest.values() {
+        for entry in blob::entries(packed) {
+            if let Some(i) = position(&table, entry.series_id) {
+                picked.push((i, *ts, entry.values));
+            }
+        }
+    }
+    picked.sort_by_key(|(i, _, _)| *i);
+    for (i, ts, values) in picked {
         open_row(&mut out);
         out.extend_from_slice(b"{\"time\":");
-        push_i64(&mut out, *ts);
-        out.push(b',');
-        out.extend_from_slice(&s.label_fields());
-        for (k, metric) in Metric::ALL.iter().enumerate() {
+        push_i64(&mut out, ts);
+        out.extend_from_slice(&series[i].label_fields(&Label::ALL));
+        for metric in Metric::ALL {
             out.push(b',');
             push_str(&mut out, metric.name());
             out.push(b':');
-            if *metric == Metric::MemoryBytes {
-                push_i64(&mut out, row.get(k)?);
+            let v = values[metric.index()];
+            if metric == Metric::MemoryBytes {
+                push_i64(&mut out, v.round() as i64);
             } else {
-                push_f64(&mut out, row.get(k)?);
+                push_f64(&mut out, v);
             }
         }
         out.push(b'}');
@@ -627,38 +710,38 @@ pub fn legacy_data(
     to: i64,
     limit: usize,
 ) -> Result<Vec<u8>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT ts, cpu_percent, memory_percent, io_ops_per_sec,
-                disk_read_bytes_per_sec + disk_write_bytes_per_sec
-         FROM samples WHERE ts >= ?1 AND ts <= ?2 ORDER BY ts DESC, series_id DESC LIMIT ?3",
-    )?;
-    let rows = stmt
-        .query_map(
-            params![from, to, i64::try_from(limit).unwrap_or(i64::MAX)],
-            |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, f64>(1)?,
-                    r.get::<_, f64>(2)?,
-                    r.get::<_, f64>(3)?,
-                    r.get::<_, f64>(4)?,
-                ))
-            },
-        )?
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut out = Vec::with_capacity(96 * rows.len() + 2);
+    // Newest first until the limit, then reversed: the newest `limit` readings, oldest first.
+    let mut picked: Vec<(i64, [f64; blob::VALUES])> = Vec::new();
+    {
+        let mut stmt = conn.prepare_cached(
+            "SELECT ts, readings FROM samples WHERE ts >= ?1 AND ts <= ?2 ORDER BY ts DESC, id DESC",
+        )?;
+        let mut rows = stmt.query(params![from, to])?;
+        'rows: while let Some(row) = rows.next()? {
+            let ts: i64 = row.get(0)?;
+            let entries: Vec<blob::Entry> = blob::entries(row.get_ref(1)?.as_blob()?).collect();
+            for entry in entries.into_iter().rev() {
+                if picked.len() >= limit {
+                    break 'rows;
+                }
+                picked.push((ts, entry.values));
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(96 * picked.len() + 2);
     out.push(b'[');
-    for (ts, cpu, mem, io, disk) in rows.into_iter().rev() {
+    for (ts, v) in picked.into_iter().rev() {
         open_row(&mut out);
         out.extend_from_slice(b"{\"time\":");
         push_str(&mut out, &rfc3339_ms(ts));
         out.extend_from_slice(b",\"CPU\":");
-        push_f64(&mut out, cpu);
+        push_f64(&mut out, v[Metric::CpuPercent.index()]);
         out.extend_from_slice(b",\"Mem\":");
-        push_f64(&mut out, mem);
+        push_f64(&mut out, v[Metric::MemoryPercent.index()]);
         out.extend_from_slice(b",\"IO\":");
-        push_i64(&mut out, io.round() as i64);
+        push_i64(&mut out, v[Metric::IoOpsPerSec.index()].round() as i64);
         out.extend_from_slice(b",\"Disc\":");
+        let disk = v[Metric::DiskReadBytesPerSec.index()] + v[Metric::DiskWriteBytesPerSec.index()];
         push_i64(&mut out, (disk / 1_048_576.0).round() as i64);
         out.push(b'}');
     }

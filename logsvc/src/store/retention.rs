@@ -6,10 +6,12 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use rusqlite::{Connection, TransactionBehavior, params};
+use std::collections::HashMap;
 
-use super::StoreError;
+use rusqlite::{Connection, Transaction, TransactionBehavior, params};
+
 use super::writer::Caches;
+use super::{StoreError, blob};
 
 /// One minute, the rollup resolution.
 pub const ROLLUP_MS: i64 = 60_000;
@@ -43,23 +45,32 @@ pub struct RetentionReport {
     pub series_deleted: usize,
 }
 
-pub(crate) fn run(
-    conn: &mut Connection,
-    caches: &mut Caches,
-    policy: &RetentionPolicy,
-    watermark: &AtomicI64,
-) -> Result<RetentionReport, StoreError> {
-    let raw_cutoff = policy.raw_cutoff_ms();
-    let rollup_cutoff = policy.rollup_cutoff_ms();
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    // `WHERE ts < ?1 ... GROUP BY` before `ON CONFLICT`: SQLite needs the WHERE to parse the upsert.
-    tx.execute(
+/// Folds the packed container readings before `cutoff` into `samples_1m`; returns how many
+/// readings it folded.
+fn roll_up_samples(tx: &Transaction<'_>, cutoff: i64) -> Result<usize, StoreError> {
+    let mut minutes: HashMap<(i64, i64), (i64, [f64; blob::VALUES])> = HashMap::new();
+    let mut readings = 0;
+    {
+        let mut stmt = tx.prepare("SELECT ts, readings FROM samples WHERE ts < ?1")?;
+        let mut rows = stmt.query([cutoff])?;
+        while let Some(row) = rows.next()? {
+            let ts: i64 = row.get(0)?;
+            let minute = ts - ts.rem_euclid(ROLLUP_MS);
+            for entry in blob::entries(row.get_ref(1)?.as_blob()?) {
+                let (n, sums) = minutes.entry((minute, entry.series_id)).or_default();
+                *n += 1;
+                for (sum, v) in sums.iter_mut().zip(entry.values) {
+                    *sum += v;
+                }
+                readings += 1;
+            }
+        }
+    }
+    // Sums and counts merge exactly with a minute rolled up by an earlier pass.
+    let mut upsert = tx.prepare(
         "INSERT INTO samples_1m (ts, series_id, n, sum_cpu_percent, sum_cpu_percent_node,
              sum_memory_bytes, sum_memory_percent, sum_disk_read, sum_disk_write, sum_io_ops)
-         SELECT ts - ts % 60000, series_id, count(*), sum(cpu_percent), sum(cpu_percent_node),
-             sum(memory_bytes), sum(memory_percent), sum(disk_read_bytes_per_sec),
-             sum(disk_write_bytes_per_sec), sum(io_ops_per_sec)
-         FROM samples WHERE ts < ?1 GROUP BY ts - ts % 60000, series_id
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
          ON CONFLICT (ts, series_id) DO UPDATE SET
              n = n + excluded.n,
              sum_cpu_percent = sum_cpu_percent + excluded.sum_cpu_percent,
@@ -69,9 +80,26 @@ pub(crate) fn run(
              sum_disk_read = sum_disk_read + excluded.sum_disk_read,
              sum_disk_write = sum_disk_write + excluded.sum_disk_write,
              sum_io_ops = sum_io_ops + excluded.sum_io_ops",
-        [raw_cutoff],
     )?;
-    let raw_rows_rolled_up = tx.execute("DELETE FROM samples WHERE ts < ?1", [raw_cutoff])?;
+    for ((minute, series_id), (n, s)) in minutes {
+        upsert.execute(params![
+            minute, series_id, n, s[0], s[1], s[2], s[3], s[4], s[5], s[6]
+        ])?;
+    }
+    Ok(readings)
+}
+
+pub(crate) fn run(
+    conn: &mut Connection,
+    caches: &mut Caches,
+    policy: &RetentionPolicy,
+    watermark: &AtomicI64,
+) -> Result<RetentionReport, StoreError> {
+    let raw_cutoff = policy.raw_cutoff_ms();
+    let rollup_cutoff = policy.rollup_cutoff_ms();
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let raw_rows_rolled_up = roll_up_samples(&tx, raw_cutoff)?;
+    tx.execute("DELETE FROM samples WHERE ts < ?1", [raw_cutoff])?;
     tx.execute(
         "INSERT INTO node_samples_1m (ts, node_id, n, sum_cpu_percent, max_cpus,
              sum_memory_total_bytes, sum_memory_free_bytes, sum_memory_available_bytes,

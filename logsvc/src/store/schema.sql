@@ -56,18 +56,15 @@ CREATE TABLE IF NOT EXISTS node_samples (
     PRIMARY KEY (ts, node_id)
 ) WITHOUT ROWID;
 
+-- The container readings of one batch, packed (see blob.rs): one row per batch.
 CREATE TABLE IF NOT EXISTS samples (
-    ts                       INTEGER NOT NULL,
-    series_id                INTEGER NOT NULL,
-    cpu_percent              REAL NOT NULL,
-    cpu_percent_node         REAL NOT NULL,
-    memory_bytes             INTEGER NOT NULL,
-    memory_percent           REAL NOT NULL,
-    disk_read_bytes_per_sec  REAL NOT NULL,
-    disk_write_bytes_per_sec REAL NOT NULL,
-    io_ops_per_sec           REAL NOT NULL,
-    PRIMARY KEY (ts, series_id)
-) WITHOUT ROWID;
+    id       INTEGER PRIMARY KEY,
+    ts       INTEGER NOT NULL,
+    node_id  INTEGER NOT NULL,
+    boot     INTEGER NOT NULL,
+    readings BLOB NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS samples_time ON samples (ts, node_id, boot);
 
 -- Stress pods per kind per node per batch (system cgroups excluded).
 CREATE TABLE IF NOT EXISTS kind_pods (

@@ -10,8 +10,8 @@ use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 use stressmix_api::readings::{ContainerReading, ReadingBatch, SYSTEM_KIND};
 use tokio::sync::{mpsc, oneshot};
 
-use super::StoreError;
 use super::retention::{self, RetentionPolicy, RetentionReport};
+use super::{StoreError, blob};
 use crate::metrics::Metrics;
 use crate::timefmt::now_ms;
 
@@ -270,26 +270,26 @@ fn store_batch(
         int(n.memory_used_bytes)
     ])?;
 
-    let mut sample = tx.prepare_cached(
-        "INSERT OR REPLACE INTO samples (ts, series_id, cpu_percent, cpu_percent_node, memory_bytes,
-             memory_percent, disk_read_bytes_per_sec, disk_write_bytes_per_sec, io_ops_per_sec)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?;
     let mut key = String::new();
     let mut pods_by_kind: HashMap<&str, Vec<&str>> = HashMap::new();
+    let mut packed = Vec::with_capacity(readings * blob::ENTRY_BYTES);
     for c in &batch.containers {
         let series_id = series_id(tx, caches, &mut key, node_id, c, ts)?;
-        sample.execute(params![
-            ts,
-            series_id,
-            c.cpu_percent,
-            c.cpu_percent_node,
-            int(c.memory_bytes),
-            c.memory_percent,
-            c.disk_read_bytes_per_sec,
-            c.disk_write_bytes_per_sec,
-            c.io_ops_per_sec
-        ])?;
+        blob::push(
+            &mut packed,
+            &blob::Entry {
+                series_id,
+                values: [
+                    c.cpu_percent,
+                    c.cpu_percent_node,
+                    c.memory_bytes as f64,
+                    c.memory_percent,
+                    c.disk_read_bytes_per_sec,
+                    c.disk_write_bytes_per_sec,
+                    c.io_ops_per_sec,
+                ],
+            },
+        );
         if let (Some(kind), Some(pod)) = (c.kind.as_deref(), c.pod.as_deref())
             && !kind.is_empty()
             && kind != SYSTEM_KIND
@@ -302,6 +302,10 @@ fn store_batch(
             }
         }
     }
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO samples (ts, node_id, boot, readings) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![ts, node_id, boot, packed])?;
     let mut kind_pods = tx.prepare_cached(
         "INSERT OR REPLACE INTO kind_pods (ts, node_id, kind, pods) VALUES (?1, ?2, ?3, ?4)",
     )?;
