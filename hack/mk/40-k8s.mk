@@ -2,14 +2,19 @@
 # `make test-k8s` brings the control plane up (building it on first use; a cold build is long),
 # builds the operator and runs operator/tests/cluster*.rs. The control plane stays up afterwards
 # for fast reruns; `hack/testenv down` stops it.
-.PHONY: testenv-up testenv-down test-k8s bench-operator
-TEST_TARGETS += test-k8s
+.PHONY: testenv-up testenv-down test-testenv test-k8s bench-operator
+TEST_TARGETS += test-testenv test-k8s
 
 testenv-up:
 	hack/testenv up
 
 testenv-down:
 	hack/testenv down
+
+# hack/testenv's own contract: idempotent up, truthful status, down stops exactly its pids.
+# Runs a separate instance (own state and ports) and removes it again.
+test-testenv:
+	hack/testenv.d/selftest.sh
 
 # Each test spawns its own operator in its own namespace, so tests run in parallel; 4 threads keep
 # the 2-core machine responsive. The tests fail (never skip) when the control plane is unreachable.
