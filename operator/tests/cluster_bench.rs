@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use common::{TestEnv, is_live, spec_with, wait_until};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::watcher;
@@ -131,23 +131,22 @@ async fn main() {
     }
     drop(op);
     // Leave the cluster clean for the next run: the namespaces go, and the garbage collector and kwok
-    // remove the pods (awaited, so a following run starts from an empty node).
+    // remove their pods (awaited, so a following run starts from an empty node). Only this run's
+    // namespaces are awaited: other users of the control plane may have pods of their own.
+    let namespaces: Api<Namespace> = Api::all(stress.client.clone());
+    let ours = [stress.ns.clone(), rs.ns.clone()];
     drop(stress);
     drop(rs);
-    let pods: Api<Pod> = Api::all(common::connect().await);
     wait_until(
-        "benchmark pods removed",
-        Duration::from_secs(900),
+        "benchmark namespaces removed",
+        Duration::from_secs(1800),
         || async {
-            let left = pods
-                .list_metadata(
-                    &ListParams::default()
-                        .labels("app.kubernetes.io/managed-by=stressmix-operator")
-                        .limit(1),
-                )
-                .await
-                .ok()?;
-            left.items.is_empty().then_some(())
+            for ns in &ours {
+                if namespaces.get_opt(ns).await.ok()?.is_some() {
+                    return None;
+                }
+            }
+            Some(())
         },
     )
     .await;
