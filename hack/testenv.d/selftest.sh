@@ -41,6 +41,12 @@ if "$testenv" status >/dev/null; then fail "status says up after down"; fi
 start=$SECONDS
 "$testenv" up
 echo "testenv selftest: warm up in $((SECONDS - start)) s"
+
+# Processes killed behind its back (as between a session and CI): the next `up` recovers.
+for pid in $(pids); do kill -KILL "$pid"; done
+sleep 1
+if "$testenv" status >/dev/null; then fail "status says up after its processes were killed"; fi
+"$testenv" up
 "$testenv" status >/dev/null || fail "status says not up after the second up"
 eval "$("$testenv" env)"
 kubectl -n default get serviceaccount default >/dev/null || fail "no default ServiceAccount after the second up"
