@@ -3,7 +3,6 @@
 //! not once per row, which keeps a 200,000-row answer in the tens of milliseconds).
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write as _;
 
 use rusqlite::{Connection, params};
 
@@ -203,12 +202,17 @@ fn push_str(out: &mut Vec<u8>, value: &str) {
     let _ = serde_json::to_writer(&mut *out, value);
 }
 
+/// JSON has no NaN or infinity: those (never stored, but sums could overflow) become null.
 fn push_f64(out: &mut Vec<u8>, value: f64) {
-    let _ = serde_json::to_writer(&mut *out, &value);
+    if value.is_finite() {
+        out.extend_from_slice(ryu::Buffer::new().format_finite(value).as_bytes());
+    } else {
+        out.extend_from_slice(b"null");
+    }
 }
 
 fn push_i64(out: &mut Vec<u8>, value: i64) {
-    let _ = write!(out, "{value}");
+    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
 }
 
 /// Separates rows: the buffer starts with `[`, so anything longer already holds a row.
@@ -372,11 +376,13 @@ pub fn container_samples(
     let mut current: Option<i64> = None;
     let flush = |out: &mut Vec<u8>, bucket: i64, accs: &mut [Acc], touched: &mut Vec<usize>| {
         touched.sort_unstable();
+        let mut time = itoa::Buffer::new();
+        let time = time.format(bucket).as_bytes();
         for &i in touched.iter() {
             let acc = accs[i];
             open_row(out);
             out.extend_from_slice(b"{\"time\":");
-            push_i64(out, bucket);
+            out.extend_from_slice(time);
             out.extend_from_slice(&labels[i]);
             for (metric, key) in metrics.iter().zip(&keys) {
                 out.extend_from_slice(key);
