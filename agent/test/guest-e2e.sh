@@ -6,7 +6,10 @@ set -u
 MEM_BYTES=67108864
 fail() { echo "KMODTEST FAIL $1"; exit 1; }
 
-echo "+cpu +memory +io" > /sys/fs/cgroup/cgroup.subtree_control || fail "enable-controllers"
+for c in cpu memory; do
+	echo "+$c" > /sys/fs/cgroup/cgroup.subtree_control || fail "enable-controller-$c"
+done
+echo "+io" > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || echo "E2E-GUEST no io controller"
 mkdir -p /sys/fs/cgroup/e2e-cpu /sys/fs/cgroup/e2e-mem /sys/fs/cgroup/e2e-services
 
 # Services in their own cgroup so they do not count against the loads.
@@ -15,7 +18,7 @@ stressmix-logsvc --listen 127.0.0.1:8000 --db /tmp/readings.db --synchronous nor
 logsvc=$!
 i=0
 until wget -q -O /dev/null http://127.0.0.1:8000/healthz; do
-	i=$((i + 1)); [ $i -lt 300 ] || fail "logsvc-start"; sleep 0.2
+	i=$((i + 1)); [ $i -lt 300 ] || fail "logsvc-start"; usleep 200000
 done
 echo "KMODTEST PASS logsvc-start"
 
@@ -32,7 +35,7 @@ stressmix-agent --source module --module-path /stressmix.ko --unload-on-exit --n
 agent=$!
 i=0
 until [ -e /proc/stressmix ]; do
-	i=$((i + 1)); [ $i -lt 300 ] || { cat /tmp/agent.log; fail "agent-loads-module"; }; sleep 0.2
+	i=$((i + 1)); [ $i -lt 300 ] || { cat /tmp/agent.log; fail "agent-loads-module"; }; usleep 200000
 done
 echo "KMODTEST PASS agent-loads-module"
 
@@ -48,6 +51,12 @@ echo "E2E-GUEST agent_exit=$?"
 [ -e /proc/stressmix ] && fail "agent-unloads-its-module"
 echo "KMODTEST PASS agent-unloads-its-module"
 kill $cpu_load $mem_load
+# What the log service serves: every stored reading of the last 10 minutes, one row per second.
+now_ms=$(($(date +%s) * 1000 + 1000))
+wget -q -O /tmp/containers.json \
+	"http://127.0.0.1:8000/api/v1/query/containers?from=$((now_ms - 600000))&to=$now_ms&step_ms=1000" \
+	|| fail "query-readings"
+kmod-send-file containers.json /tmp/containers.json
 kill -TERM $logsvc
 wait $logsvc
 echo "E2E-GUEST logsvc_exit=$?"

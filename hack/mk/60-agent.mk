@@ -4,7 +4,7 @@
 .PHONY: test-agent test-agent-outage test-agent-e2e bench-agent
 TEST_TARGETS += test-agent
 
-test-agent: test-agent-outage
+test-agent: test-agent-outage test-agent-e2e
 
 test-agent-outage:
 	nice cargo build -p stressmix-logsvc --locked
