@@ -156,3 +156,47 @@ fn real_fixtures_come_from_both_kernels_with_kind_shaped_trees() {
         }
     }
 }
+
+/// Written by the real module while the guest's escaping check ran: a cgroup, a process name and
+/// arguments full of bytes that need escaping.
+#[test]
+fn real_escape_fixtures_round_trip_bytes() {
+    let escapes: Vec<PathBuf> = fixtures()
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with("-real-escapes.json"))
+        .collect();
+    assert_eq!(escapes.len(), 2, "one per kernel: {escapes:?}");
+    let name: &[u8] = b"/stressmix-escape/we\"ird\\name\ttab \xff\xfe caf\xc3\xa9 {}";
+    for path in &escapes {
+        let s = load(path);
+        let c = s
+            .cgroups
+            .iter()
+            .find(|c| c.path.to_bytes().unwrap() == name)
+            .unwrap_or_else(|| panic!("{}: escaped cgroup missing", path.display()));
+        let main = c.main_process.as_ref().unwrap();
+        assert_eq!(main.name.to_bytes().unwrap(), b"q\"b\\t\tn\n\xff\xc3\xa9");
+        let args: Vec<Vec<u8>> = main
+            .cmdline
+            .as_ref()
+            .unwrap()
+            .iter()
+            .skip(4)
+            .map(|a| a.to_bytes().unwrap())
+            .collect();
+        let want: Vec<&[u8]> = vec![
+            b"quote\"d",
+            b"back\\slash",
+            b"tab\there",
+            b"new\nline",
+            b"",
+            b"bad\xff\xfeutf8",
+            b"caf\xc3\xa9",
+            b"ctl\x01\x1f\x7f",
+        ];
+        assert_eq!(args, want);
+        let cmdline = main.cmdline.as_ref().unwrap();
+        assert_eq!(cmdline[10].to_string_lossy(), "café");
+        assert_eq!(cmdline[9].to_string_lossy(), "bad\u{fffd}\u{fffd}utf8");
+    }
+}

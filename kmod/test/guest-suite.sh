@@ -8,6 +8,7 @@ step load insmod /stressmix.ko
 step first-read stressmix-kmod-check check-doc /proc/stressmix --min 0
 stressmix-kmod-check suite --disk /mnt/disk || fail=1
 [ -f /tmp/sample-all.json ] && kmod-send-file "$kver-all" /tmp/sample-all.json
+[ -f /tmp/sample-escapes.json ] && kmod-send-file "$kver-escapes" /tmp/sample-escapes.json
 
 # Unload and reload: another name, only container cgroups; then the defaults again.
 step unload rmmod stressmix

@@ -7,7 +7,8 @@
 #   kmod_default_kvers                print the default releases: Debian bookworm 6.1 and bookworm-backports 6.12
 #   kmod_build KVER                   build stressmix.ko for KVER out of tree; print the .ko path.
 #                                     KMOD_STRICT=1: W=1 C=1 (sparse) and any warning fails the build
-#   kmod_static_bin PACKAGE BIN       build a workspace binary static (crt-static, release); print its path
+#   kmod_static_bin PACKAGE BIN       build a workspace binary static (crt-static, release) in
+#                                     $KMOD_CACHE/cargo-target; print its path
 #   kmod_initramfs OUT KVER GUEST_SH [FILE...]
 #                                     write a gzip'ed cpio to OUT: busybox, /stressmix.ko (not loaded),
 #                                     FILE... in /bin, GUEST_SH as /guest.sh. Its /init mounts proc, sys,
@@ -45,10 +46,18 @@ kmod_ensure() {
 }
 
 kmod_build() {
-	local kver=$1 out=$KMOD_CACHE/build/$1 log
+	local kver=$1 out=$KMOD_CACHE/build/$1
 	mkdir -p "$out"
+	# Several tests may build the same KVER at once (the agent's e2e test uses this too): one at a time.
+	(
+		flock 9
+		_kmod_build_locked "$kver" "$out"
+	) 9>"$out.lock"
+}
+
+_kmod_build_locked() {
+	local kver=$1 out=$2 log=$2/build.log
 	cp "$KMOD_REPO"/kmod/{Kbuild,Makefile,*.c,*.h} "$out/"
-	log=$out/build.log
 	local args=()
 	[[ ${KMOD_STRICT:-0} == 1 ]] && args=(W=1 C=1)
 	# Clean first so every file is compiled (and checked) again.
@@ -71,9 +80,13 @@ kmod_build() {
 
 kmod_static_bin() {
 	local pkg=$1 bin=$2
-	(cd "$KMOD_REPO" && RUSTFLAGS="-C target-feature=+crt-static" nice cargo build -q --release --locked \
-		--target x86_64-unknown-linux-gnu -p "$pkg" --bin "$bin" >&2) || return 1
-	echo "$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/release/$bin"
+	# A target directory of its own: in the shared one, release builds of the same crate from other
+	# checkouts or with other flags replaced this binary between our build and our use.
+	local target=${KMOD_CARGO_TARGET_DIR:-$KMOD_CACHE/cargo-target}
+	(cd "$KMOD_REPO" && CARGO_TARGET_DIR=$target RUSTFLAGS="-C target-feature=+crt-static" \
+		nice cargo build -q --release --locked --target x86_64-unknown-linux-gnu -p "$pkg" \
+		--bin "$bin" >&2) || return 1
+	echo "$target/x86_64-unknown-linux-gnu/release/$bin"
 }
 
 # Kernel modules the guest needs for its RAM disk and file system, in load order.

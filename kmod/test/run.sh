@@ -62,8 +62,8 @@ for kver in "${kvers[@]}"; do
 	if [[ $mode == suite ]]; then
 		kmod_extract_files "$log" "$out/files"
 		if [[ -n $fixtures ]]; then
-			for f in "$out/files/$kver-all" "$out/files/$kver-containers"; do
-				[[ -f $f ]] && cp "$f" "$fixtures/$(basename "$f" | sed 's/^\([0-9]*\.[0-9]*\)[^-]*-.*-\(all\|containers\)$/linux-\1-real-\2/').json"
+			for f in "$out/files/$kver"-{all,containers,escapes}; do
+				[[ -f $f ]] && cp "$f" "$fixtures/$(basename "$f" | sed 's/^\([0-9]*\.[0-9]*\)[^-]*-.*-\(all\|containers\|escapes\)$/linux-\1-real-\2/').json"
 			done
 		fi
 	fi

@@ -552,6 +552,7 @@ fn escapes(exe: &Path) -> Result<()> {
         })?;
         let (raw, s) = doc::read(PROC)?;
         let text = String::from_utf8(raw)?;
+        fs::write("/tmp/sample-escapes.json", &text)?;
         for needle in [
             r#"we\"ird\\name\u0009tab \u00ff\u00fe caf\u00c3\u00a9 {}"#,
             r#"new\u000aline"#,
