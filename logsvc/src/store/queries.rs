@@ -414,8 +414,8 @@ pub fn container_samples(
             touched.push(i);
         }
         acc.n += n;
-        for (sum, v) in acc.sums.iter_mut().zip(values) {
-            *sum += v;
+        for metric in &metrics {
+            acc.sums[metric.index()] += values[metric.index()];
         }
     })?;
     if let Some(previous) = current {

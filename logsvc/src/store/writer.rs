@@ -159,8 +159,9 @@ impl Writer {
             Ok(outcomes) => {
                 self.metrics.record_commit(started.elapsed());
                 for (pending, outcome) in group.into_iter().zip(outcomes) {
-                    let _ = pending.reply.send(Ok(outcome));
+                    // Count before answering, so a client that saw the answer sees the count.
                     self.metrics.record_batch(pending.batch, outcome.duplicate);
+                    let _ = pending.reply.send(Ok(outcome));
                 }
             }
             Err(e) => {
