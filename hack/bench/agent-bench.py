@@ -189,6 +189,8 @@ try:
             t0, c0 = last[name]
             last[name] = (t, c)
             if t - start >= args.warmup:
+                samples[name].setdefault("first", (t0, c0))
+                samples[name]["last"] = (t, c)
                 samples[name]["cpu"].append((c - c0) / TICK / (t - t0) * 100.0)
                 samples[name]["rss"].append(rss_kib(a.pid) / 1024.0)
     results = {}
@@ -213,16 +215,19 @@ finally:
 
 print(f"\n{args.containers} containers ({2 + 2 * args.containers} cgroups), 1 s interval, "
       f"{len(samples['module']['cpu'])} one-second samples after {args.warmup} s warm-up; medians.\n")
-print("| source | CPU % of one core (median) | CPU % (max) | RSS MiB (median) | RSS MiB (max) | collection ms (mean) | batches sent |")
-print("|---|---|---|---|---|---|---|")
+print("| source | CPU % of one core, whole window | CPU % per 1 s (median) | CPU % per 1 s (max) | RSS MiB (median) | RSS MiB (max) | collection ms (mean) | batches sent |")
+print("|---|---|---|---|---|---|---|---|")
 ok = True
 for name in ("module", "cgroupfs"):
     s, r = samples[name], results[name]
     cpu_med, rss_med = statistics.median(s["cpu"]), statistics.median(s["rss"])
     coll = r["coll_sum"] / r["coll_count"] * 1000 if r["coll_count"] else 0.0
-    print(f"| {name} | {cpu_med:.2f} | {max(s['cpu']):.2f} | {rss_med:.1f} | {max(s['rss']):.1f} | {coll:.2f} | {int(r['sent'])} |")
+    (t0, c0), (t1, c1) = s["first"], s["last"]
+    # Per-second samples are quantised to clock ticks (10 ms = 1 %); the whole window is exact.
+    window = (c1 - c0) / TICK / (t1 - t0) * 100.0
+    print(f"| {name} | {window:.2f} | {cpu_med:.2f} | {max(s['cpu']):.2f} | {rss_med:.1f} | {max(s['rss']):.1f} | {coll:.2f} | {int(r['sent'])} |")
     if name == "module":
-        ok = cpu_med <= 1.0 and rss_med <= 20.0
+        ok = window <= 1.0 and rss_med <= 20.0
         if r["sent"] < args.seconds / 2:
             ok = False
 print(f"\ntargets with the module: <= 1 % of one core and <= 20 MiB resident: {'MET' if ok else 'NOT MET'}")
