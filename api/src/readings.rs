@@ -9,8 +9,6 @@
 //!
 //! Serde only; no Kubernetes dependency (the agent and the log service both use it).
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
 /// Where the log service accepts batches.
@@ -136,19 +134,12 @@ pub struct ContainerReading {
 }
 
 /// A field of a batch that breaks the rules; `field` is its path, e.g. `containers[3].cpu_percent`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
 pub struct ValidationError {
     pub field: String,
     pub message: String,
 }
-
-impl fmt::Display for ValidationError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.field, self.message)
-    }
-}
-
-impl std::error::Error for ValidationError {}
 
 fn invalid(field: impl Into<String>, message: impl Into<String>) -> ValidationError {
     ValidationError {
