@@ -30,10 +30,12 @@ pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 /// Value of [`LABEL_MANAGED_BY`] on stress pods.
 pub const MANAGED_BY: &str = "stressmix-operator";
 
-/// Upper bound of `replicas` for one kind.
-pub const MAX_REPLICAS_PER_KIND: i32 = 1000;
-/// Upper bound of the sum of `replicas` over all kinds of one Workload.
-pub const MAX_REPLICAS_TOTAL: i32 = 1000;
+/// Upper bound of `replicas` for one kind (the CEL rule on `MixEntry::replicas` repeats it).
+pub const MAX_REPLICAS_PER_KIND: i32 = 100;
+/// Upper bound of the sum of `replicas` over all kinds of one Workload (the CEL rule on
+/// `WorkloadSpec::mix` repeats it). Below 4 × [`MAX_REPLICAS_PER_KIND`] so the cap really binds:
+/// with at most four kinds of at most 100 pods, a cap of 400 or more could never be reached.
+pub const MAX_REPLICAS_TOTAL: i32 = 300;
 /// Default CPU limit of a stress container (what the original project ran with).
 pub const DEFAULT_CPU_LIMIT: &str = "100m";
 /// Default memory limit of a stress container (what the original project ran with).
@@ -103,7 +105,7 @@ pub struct WorkloadSpec {
     #[x_kube(
         validation = Rule::new("size(self) >= 1").message("spec.mix must list at least one stressor kind"),
         validation = Rule::new("self.all(a, self.exists_one(b, b.kind == a.kind))").message("spec.mix lists a kind more than once: each of cpu, memory, io, disk may appear at most once"),
-        validation = Rule::new("self.map(m, m.replicas).sum() <= 1000").message("spec.mix[].replicas add up to more than 1000 pods for one Workload"),
+        validation = Rule::new("self.map(m, m.replicas).sum() <= 300").message("spec.mix: the replicas of all kinds add up to more than 300 pods for one Workload"),
     )]
     #[schemars(length(max = 4))]
     pub mix: Vec<MixEntry>,
@@ -172,8 +174,8 @@ pub struct MixEntry {
     /// The stressor: cpu, memory, io or disk.
     pub kind: StressKind,
 
-    /// How many pods of this kind to keep running (0 to 1000; all kinds together at most 1000).
-    #[x_kube(validation = Rule::new("self >= 0 && self <= 1000").message("spec.mix[].replicas must be between 0 and 1000"))]
+    /// How many pods of this kind to keep running (0 to 100; all kinds together at most 300).
+    #[x_kube(validation = Rule::new("self >= 0 && self <= 100").message("spec.mix[].replicas must be between 0 and 100"))]
     pub replicas: i32,
 
     /// Worker threads of the stress program in each pod (1 to 64).

@@ -6,7 +6,7 @@
 use kube::CustomResourceExt;
 use kube::core::cel::Validator;
 use serde_json::{Value, json};
-use stressmix_api::workload::Workload;
+use stressmix_api::workload::{MAX_REPLICAS_PER_KIND, MAX_REPLICAS_TOTAL, Workload};
 
 fn schema() -> Value {
     let crd = Workload::crd();
@@ -94,19 +94,41 @@ fn refuses_replicas_out_of_range() {
         "spec.mix[].replicas",
     );
     assert_refused(
-        |s| s["mix"][0]["replicas"] = json!(1001),
+        |s| s["mix"][0]["replicas"] = json!(MAX_REPLICAS_PER_KIND + 1),
         "spec.mix[].replicas",
     );
 }
 
 #[test]
+fn accepts_replicas_at_the_bounds() {
+    // Each kind at the per-kind maximum as long as the sum stays at the cap: 100 + 100 + 100 + 0.
+    let mut spec = valid_spec();
+    for (i, replicas) in [
+        MAX_REPLICAS_PER_KIND,
+        MAX_REPLICAS_PER_KIND,
+        MAX_REPLICAS_PER_KIND,
+        0,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        spec["mix"][i]["replicas"] = json!(replicas);
+    }
+    assert_eq!(MAX_REPLICAS_PER_KIND * 3, MAX_REPLICAS_TOTAL);
+    assert_eq!(failures(&workload(spec)), Vec::<String>::new());
+}
+
+#[test]
 fn refuses_a_replica_sum_above_the_cap() {
+    // Every kind within its own bound (100 + 100 + 100 + 1 = 301), the sum one above the cap.
     assert_refused(
         |s| {
-            s["mix"][0]["replicas"] = json!(600);
-            s["mix"][1]["replicas"] = json!(401);
+            s["mix"][0]["replicas"] = json!(MAX_REPLICAS_PER_KIND);
+            s["mix"][1]["replicas"] = json!(MAX_REPLICAS_PER_KIND);
+            s["mix"][2]["replicas"] = json!(MAX_REPLICAS_PER_KIND);
+            s["mix"][3]["replicas"] = json!(MAX_REPLICAS_TOTAL + 1 - 3 * MAX_REPLICAS_PER_KIND);
         },
-        "spec.mix[].replicas add up",
+        "spec.mix: the replicas of all kinds add up",
     );
 }
 

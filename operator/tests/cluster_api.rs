@@ -145,8 +145,8 @@ fn invalid_specs() -> Vec<Invalid> {
     let cpu = json!([{ "kind": "cpu", "replicas": 1 }]);
     vec![
         Invalid {
-            what: "replicas above 1000",
-            spec: json!({ "mix": [{ "kind": "cpu", "replicas": 1001 }], "template": tmpl(json!({})) }),
+            what: "replicas above 100 (101)",
+            spec: json!({ "mix": [{ "kind": "cpu", "replicas": 101 }], "template": tmpl(json!({})) }),
             field: "spec.mix[0].replicas",
         },
         Invalid {
@@ -170,9 +170,9 @@ fn invalid_specs() -> Vec<Invalid> {
             field: "spec.mix",
         },
         Invalid {
-            what: "replicas summing above 1000",
-            spec: json!({ "mix": [{ "kind": "cpu", "replicas": 600 }, { "kind": "io", "replicas": 600 }], "template": tmpl(json!({})) }),
-            field: "spec.mix",
+            what: "replicas summing above 300 (100 + 100 + 100 + 1)",
+            spec: json!({ "mix": [{ "kind": "cpu", "replicas": 100 }, { "kind": "io", "replicas": 100 }, { "kind": "memory", "replicas": 100, "bytes": "64Mi" }, { "kind": "disk", "replicas": 1, "bytes": "64Mi" }], "template": tmpl(json!({})) }),
+            field: "spec.mix: the replicas of all kinds add up",
         },
         Invalid {
             what: "memory bytes at the memory limit",
