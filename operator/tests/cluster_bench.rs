@@ -1,10 +1,14 @@
 //! Operator benchmark on the test control plane (not part of `make test`; run `make bench-operator`).
 //!
 //! Side by side in one run, on the same API server, scheduler and kwok node:
-//! 1. time from creating a 1,000-pod Workload / a 1,000-replica ReplicaSet to 1,000 pods Running;
+//! 1. time from creating 1,000 stressmix pods / a 1,000-replica ReplicaSet to 1,000 pods Running. A
+//!    Workload holds at most 100 pods per kind (300 in all), so the stressmix side is 10 Workloads of
+//!    100 cpu pods, all created at once;
 //! 2. reaction latency, pod deleted -> replacement created (seen on a watch), stressmix vs the
 //!    built-in ReplicaSet controller, at 100 and 1,000 pods (median, p99);
-//! 3. the operator's resident memory (VmRSS) while it manages 1,000 and 10,000 pods.
+//! 3. the operator's resident memory (VmRSS) while it manages 1,000 and 10,000 pods (100 Workloads
+//!    of 100), then after a restart at 10,000 pods with the default allocator settings and with
+//!    `MALLOC_ARENA_MAX=2`, to tell retained objects from allocator fragmentation of the ramp-up.
 //!
 //! Prints a Markdown table on stdout. Built with `harness = false`: this file's `main` is the bench.
 
@@ -13,8 +17,9 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::{TestEnv, is_live, spec_with, wait_until};
+use common::{Operator, TestEnv, is_live, spec_with, wait_until};
 use futures::StreamExt;
+use futures::future::join_all;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::ResourceExt;
@@ -25,6 +30,10 @@ use tokio::sync::mpsc;
 
 /// Deletions measured per size and controller.
 const SAMPLES: usize = 100;
+/// Pods per benchmark Workload: the per-kind maximum of the CRD, one kind (cpu).
+const PER_WORKLOAD: usize = stressmix_api::workload::MAX_REPLICAS_PER_KIND as usize;
+/// Selects every pod the operator manages in the benchmark namespace.
+const MANAGED: &str = "app.kubernetes.io/managed-by=stressmix-operator";
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -32,38 +41,42 @@ async fn main() {
     let stress = TestEnv::new("bench-wl").await;
     let rs = TestEnv::new("bench-rs").await;
     let mut op = stress.start_operator("bench");
+    let name = |i: usize| format!("big{i}");
 
-    // 1. apply -> 1,000 Running.
+    // 1. apply -> 1,000 Running: one ReplicaSet of 1,000 vs 10 Workloads of 100 created together.
     let t_rs = time_to_running(&rs, "app=bench", 1000, || {
         create_replicaset(&rs, "bench", 1000)
     })
     .await;
-    let t_wl = time_to_running(&stress, "stressmix.dev/workload=big", 1000, || async {
-        stress
-            .create_workload("big", long_lived(&[("cpu", 1000)]))
-            .await;
+    let t_wl = time_to_running(&stress, MANAGED, 1000, || async {
+        create_workloads(&stress, (0..1000 / PER_WORKLOAD).map(name)).await;
     })
     .await;
     rows.push(format!(
-        "| apply -> 1,000 pods Running | {:.1} s | {:.1} s |",
+        "| apply -> 1,000 pods Running (stressmix: 10 Workloads x 100) | {:.1} s | {:.1} s |",
         t_wl.as_secs_f64(),
         t_rs.as_secs_f64()
     ));
     op.assert_running();
     let rss_1000 = rss_kib(op.pid());
 
-    // 2. reaction latency at 1,000, then (after scaling both down) at 100.
+    // 2. reaction latency at 1,000 (10 Workloads), then at 100 (one Workload; the other nine
+    // scaled to 0 and the ReplicaSet to 100).
     for n in [1000usize, 100] {
         if n != 1000 {
-            stress
-                .patch_spec("big", json!({ "mix": [{ "kind": "cpu", "replicas": n }] }))
-                .await;
+            for i in 1..1000 / PER_WORKLOAD {
+                stress
+                    .patch_spec(
+                        &name(i),
+                        json!({ "mix": [{ "kind": "cpu", "replicas": 0 }] }),
+                    )
+                    .await;
+            }
             scale_replicaset(&rs, "bench", n).await;
-            wait_running(&stress, "stressmix.dev/workload=big", n).await;
+            wait_running(&stress, MANAGED, n).await;
             wait_running(&rs, "app=bench", n).await;
         }
-        let (wl_lat, rs_lat) =
-            reaction_latencies(&stress, "stressmix.dev/workload=big", &rs, "app=bench").await;
+        let (wl_lat, rs_lat) = reaction_latencies(&stress, MANAGED, &rs, "app=bench").await;
         rows.push(format!(
             "| delete -> replacement created, {n} pods: median / p99 | {} / {} ms | {} / {} ms |",
             pct(&wl_lat, 50),
@@ -74,7 +87,7 @@ async fn main() {
     }
     op.assert_running();
 
-    // 3. resident memory at 10,000 managed pods (10 Workloads of 1,000). The ReplicaSet is removed
+    // 3. resident memory at 10,000 managed pods (100 Workloads of 100). The ReplicaSet is removed
     // first so the node holds only the pods the operator manages.
     rs.pods()
         .delete_collection(&DeleteParams::default(), &ListParams::default())
@@ -84,26 +97,24 @@ async fn main() {
         .delete("bench", &DeleteParams::default())
         .await
         .ok();
-    stress
-        .patch_spec(
-            "big",
-            json!({ "mix": [{ "kind": "cpu", "replicas": 1000 }] }),
-        )
-        .await;
-    for i in 1..10 {
+    for i in 1..1000 / PER_WORKLOAD {
         stress
-            .create_workload(&format!("big{i}"), long_lived(&[("cpu", 1000)]))
+            .patch_spec(
+                &name(i),
+                json!({ "mix": [{ "kind": "cpu", "replicas": PER_WORKLOAD }] }),
+            )
             .await;
     }
+    create_workloads(
+        &stress,
+        (1000 / PER_WORKLOAD..10_000 / PER_WORKLOAD).map(name),
+    )
+    .await;
     let t_10k = Instant::now();
     wait_until(
         "10,000 stressmix pods Running",
-        Duration::from_secs(900),
-        || async {
-            (count_running(&stress, "app.kubernetes.io/managed-by=stressmix-operator").await
-                >= 10_000)
-                .then_some(())
-        },
+        Duration::from_secs(1200),
+        || async { (count_running(&stress, MANAGED).await >= 10_000).then_some(()) },
     )
     .await;
     let t_10k = t_10k.elapsed();
@@ -111,16 +122,33 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(10)).await;
     op.assert_running();
     let rss_10000 = rss_kib(op.pid());
+
+    // The same 10,000 pods seen by a freshly started operator (one streaming list, no ramp-up),
+    // with the default glibc arenas and with MALLOC_ARENA_MAX=2.
+    let rss_restarted = restarted_rss(&stress, &mut op, "bench-restart", &[]).await;
+    let rss_arena2 = restarted_rss(
+        &stress,
+        &mut op,
+        "bench-arena2",
+        &[("MALLOC_ARENA_MAX", "2")],
+    )
+    .await;
+    for (what, kib) in [
+        ("1,000 managed pods", rss_1000),
+        ("10,000 managed pods (after the ramp-up)", rss_10000),
+        ("10,000 managed pods, freshly restarted", rss_restarted),
+        (
+            "10,000 managed pods, freshly restarted, MALLOC_ARENA_MAX=2",
+            rss_arena2,
+        ),
+    ] {
+        rows.push(format!(
+            "| operator VmRSS, {what} | {:.1} MiB | - |",
+            kib as f64 / 1024.0
+        ));
+    }
     rows.push(format!(
-        "| operator VmRSS, 1,000 managed pods | {:.1} MiB | - |",
-        rss_1000 as f64 / 1024.0
-    ));
-    rows.push(format!(
-        "| operator VmRSS, 10,000 managed pods | {:.1} MiB | - |",
-        rss_10000 as f64 / 1024.0
-    ));
-    rows.push(format!(
-        "| 9,000 more pods -> 10,000 Running | {:.1} s | - |",
+        "| 9,000 more pods (90 more Workloads) -> 10,000 Running | {:.1} s | - |",
         t_10k.as_secs_f64()
     ));
 
@@ -150,6 +178,47 @@ async fn main() {
         },
     )
     .await;
+}
+
+/// Creates one 100-pod cpu Workload per name, all requests in flight together.
+async fn create_workloads(env: &TestEnv, names: impl Iterator<Item = String>) {
+    join_all(names.map(|n| async move {
+        env.create_workload(&n, long_lived(&[("cpu", PER_WORKLOAD as u64)]))
+            .await;
+    }))
+    .await;
+}
+
+/// Stops `op` with SIGTERM (it releases the Lease), starts a new operator with `env` in its place,
+/// lets it list the pods and reconcile every Workload, and returns its VmRSS in KiB.
+async fn restarted_rss(
+    stress: &TestEnv,
+    op: &mut Operator,
+    identity: &str,
+    env: &[(&str, &str)],
+) -> u64 {
+    op.terminate(Duration::from_secs(20));
+    *op = Operator::start_with_env(&stress.ns, identity, env);
+    // Takeover (the Lease is free), one streaming list of 10,000 pods, 100 reconciles with nothing to
+    // do; then the RSS is sampled until it stops growing.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let mut last = 0;
+    for _ in 0..10 {
+        op.assert_running();
+        let now = rss_kib(op.pid());
+        if now <= last {
+            break;
+        }
+        last = now;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    op.assert_running();
+    assert_eq!(
+        count_running(stress, MANAGED).await,
+        10_000,
+        "the restarted operator changed the settled pod set"
+    );
+    last
 }
 
 /// A spec whose pods neither finish nor expire during the benchmark.

@@ -376,6 +376,11 @@ pub struct Operator {
 
 impl Operator {
     pub fn start(ns: &str, identity: &str) -> Operator {
+        Self::start_with_env(ns, identity, &[])
+    }
+
+    /// Like [`Operator::start`], with extra environment variables (e.g. allocator tuning).
+    pub fn start_with_env(ns: &str, identity: &str, env: &[(&str, &str)]) -> Operator {
         let bin = env!("CARGO_BIN_EXE_stressmix-operator");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -407,6 +412,7 @@ impl Operator {
                 "stressmix/stressmix:test",
             ])
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("dup log file"))
             .stderr(file)
