@@ -37,7 +37,9 @@ const MANAGED: &str = "app.kubernetes.io/managed-by=stressmix-operator";
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let mut rows: Vec<String> = Vec::new();
+    // Rows are printed as soon as they are measured, so a later phase that fails keeps the earlier ones.
+    println!("| measurement | stressmix operator | ReplicaSet controller |");
+    println!("|---|---|---|");
     let stress = TestEnv::new("bench-wl").await;
     let rs = TestEnv::new("bench-rs").await;
     let mut op = stress.start_operator("bench");
@@ -52,11 +54,11 @@ async fn main() {
         create_workloads(&stress, (0..1000 / PER_WORKLOAD).map(name)).await;
     })
     .await;
-    rows.push(format!(
+    println!(
         "| apply -> 1,000 pods Running (stressmix: 10 Workloads x 100) | {:.1} s | {:.1} s |",
         t_wl.as_secs_f64(),
         t_rs.as_secs_f64()
-    ));
+    );
     op.assert_running();
     let rss_1000 = rss_kib(op.pid());
 
@@ -77,13 +79,13 @@ async fn main() {
             wait_running(&rs, "app=bench", n).await;
         }
         let (wl_lat, rs_lat) = reaction_latencies(&stress, MANAGED, &rs, "app=bench").await;
-        rows.push(format!(
+        println!(
             "| delete -> replacement created, {n} pods: median / p99 | {} / {} ms | {} / {} ms |",
             pct(&wl_lat, 50),
             pct(&wl_lat, 99),
             pct(&rs_lat, 50),
             pct(&rs_lat, 99)
-        ));
+        );
     }
     op.assert_running();
 
@@ -142,21 +144,16 @@ async fn main() {
             rss_arena2,
         ),
     ] {
-        rows.push(format!(
+        println!(
             "| operator VmRSS, {what} | {:.1} MiB | - |",
             kib as f64 / 1024.0
-        ));
+        );
     }
-    rows.push(format!(
+    println!(
         "| 9,000 more pods (90 more Workloads) -> 10,000 Running | {:.1} s | - |",
         t_10k.as_secs_f64()
-    ));
+    );
 
-    println!("| measurement | stressmix operator | ReplicaSet controller |");
-    println!("|---|---|---|");
-    for row in rows {
-        println!("{row}");
-    }
     drop(op);
     // Leave the cluster clean for the next run: the namespaces go, and the garbage collector and kwok
     // remove their pods (awaited, so a following run starts from an empty node). Only this run's
