@@ -10,7 +10,7 @@ use futures::future::join_all;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector;
-use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
 use kube::{Api, Client};
 use stressmix_api::workload::{LABEL_MANAGED_BY, MANAGED_BY, Workload};
 use thiserror::Error;
@@ -23,6 +23,9 @@ use crate::leader::{self, LeaseConfig};
 use crate::metrics::{self, Health, Metrics};
 use crate::reconcile::{Context, error_policy, reconcile};
 use crate::slim::{SlimPod, prune};
+
+/// Workloads reconciled at the same time per controller (so at most 4 × 32 API calls in flight).
+const RECONCILE_CONCURRENCY: u16 = 4;
 
 /// Errors that stop the operator.
 #[derive(Debug, Error)]
@@ -199,6 +202,10 @@ async fn run_controllers(
             backoff: backoff.clone(),
         });
         Controller::new(workloads, watcher::Config::default())
+            // Each reconcile has up to 32 API calls in flight (reconcile.rs). Unbounded parallel
+            // reconciles of 90 new Workloads put thousands of creates in flight at once; the Lease
+            // renewal missed its deadline behind them and RSS reached ~190 MiB (benchmarks.md).
+            .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
             .owns_stream(pod_events)
             .run(reconcile, error_policy, ctx)
             .for_each(|result| async move {
