@@ -159,9 +159,14 @@ fn answer(result: Result<Vec<u8>, StoreError>) -> Response {
     }
 }
 
-pub async fn containers(State(state): State<AppState>, query: Pairs) -> Response {
-    let parsed = Params::from(query).and_then(|p| Ok((p.range()?, p.filters()?)));
-    let (range, filters) = match parsed {
+/// The time-series endpoints share one shape: parse the parameters (a bad one is a 400), then run one
+/// store query on a reader connection against the current rollup watermark.
+async fn time_series<P, F>(state: &AppState, parsed: Result<P, ApiError>, query: F) -> Response
+where
+    P: Send + 'static,
+    F: FnOnce(&rusqlite::Connection, P, i64) -> Result<Vec<u8>, StoreError> + Send + 'static,
+{
+    let params = match parsed {
         Ok(v) => v,
         Err(e) => return e.into_response(),
     };
@@ -169,38 +174,33 @@ pub async fn containers(State(state): State<AppState>, query: Pairs) -> Response
     answer(
         state
             .db
-            .read(move |conn| store::container_samples(conn, &range, &filters, watermark))
+            .read(move |conn| query(conn, params, watermark))
             .await,
     )
+}
+
+pub async fn containers(State(state): State<AppState>, query: Pairs) -> Response {
+    let parsed = Params::from(query).and_then(|p| Ok((p.range()?, p.filters()?)));
+    time_series(&state, parsed, |conn, (range, filters), watermark| {
+        store::container_samples(conn, &range, &filters, watermark)
+    })
+    .await
 }
 
 pub async fn nodes(State(state): State<AppState>, query: Pairs) -> Response {
     let parsed = Params::from(query).and_then(|p| Ok((p.range()?, p.list("node"))));
-    let (range, nodes) = match parsed {
-        Ok(v) => v,
-        Err(e) => return e.into_response(),
-    };
-    let watermark = state.db.rollup_watermark();
-    answer(
-        state
-            .db
-            .read(move |conn| store::node_samples(conn, &range, &nodes, watermark))
-            .await,
-    )
+    time_series(&state, parsed, |conn, (range, nodes), watermark| {
+        store::node_samples(conn, &range, &nodes, watermark)
+    })
+    .await
 }
 
 pub async fn pods_per_kind(State(state): State<AppState>, query: Pairs) -> Response {
-    let range = match Params::from(query).and_then(|p| p.range()) {
-        Ok(v) => v,
-        Err(e) => return e.into_response(),
-    };
-    let watermark = state.db.rollup_watermark();
-    answer(
-        state
-            .db
-            .read(move |conn| store::pods_per_kind(conn, &range, watermark))
-            .await,
-    )
+    let parsed = Params::from(query).and_then(|p| p.range());
+    time_series(&state, parsed, |conn, range, watermark| {
+        store::pods_per_kind(conn, &range, watermark)
+    })
+    .await
 }
 
 pub async fn labels(
