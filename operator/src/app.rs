@@ -21,6 +21,7 @@ use crate::backoff::SlotBackoff;
 use crate::cli::Cli;
 use crate::leader::{self, LeaseConfig};
 use crate::metrics::{self, Health, Metrics};
+use crate::ready::ReadyGate;
 use crate::reconcile::{Context, error_policy, reconcile};
 use crate::slim::{SlimPod, prune};
 
@@ -193,15 +194,17 @@ async fn run_controllers(
         .modify(prune)
         .reflect(pod_writer)
         .touched_objects();
+        let (pods_ready, open_when_filled) = ReadyGate::for_store(pod_store.clone());
         let ctx = Arc::new(Context {
             client: client.clone(),
             pods: pod_store,
+            pods_ready,
             metrics: metrics.clone(),
             recorder: recorder.clone(),
             default_image: cli.default_image.clone(),
             backoff: backoff.clone(),
         });
-        Controller::new(workloads, watcher::Config::default())
+        let controller = Controller::new(workloads, watcher::Config::default())
             // Each reconcile has up to 32 API calls in flight (reconcile.rs). Unbounded parallel
             // reconciles of 90 new Workloads put thousands of creates in flight at once; the Lease
             // renewal missed its deadline behind them and RSS reached ~190 MiB (benchmarks.md).
@@ -212,7 +215,8 @@ async fn run_controllers(
                 if let Err(err) = result {
                     warn!(error = %err, "controller");
                 }
-            })
+            });
+        futures::future::join(open_when_filled, controller)
     });
     join_all(controllers).await;
 }

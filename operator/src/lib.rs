@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod observed;
 pub mod planner;
 pub mod podspec;
+pub mod ready;
 pub mod reconcile;
 pub mod slim;
 pub mod status;

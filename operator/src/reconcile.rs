@@ -24,6 +24,7 @@ use crate::metrics::{DeleteLabels, KindLabels, Metrics};
 use crate::observed::observe;
 use crate::planner::{self, DeleteReason, KindDesire, Phase, Plan, PlanInput};
 use crate::podspec::{PodBuildError, build_pod};
+use crate::ready::ReadyGate;
 use crate::slim::SlimPod;
 use crate::status;
 
@@ -40,6 +41,8 @@ pub struct Context {
     pub client: Client,
     /// Cache of the operator's pods (label-selected, slim).
     pub pods: Store<SlimPod>,
+    /// Opens once the pod cache holds its first full list.
+    pub pods_ready: ReadyGate,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Event publisher.
@@ -109,8 +112,9 @@ async fn reconcile_workload(wl: &Workload, ctx: &Context) -> Result<Action, Reco
     let uid = wl
         .uid()
         .ok_or_else(|| ReconcileError::Metadata(name.clone(), "uid"))?;
-    ctx.pods
-        .wait_until_ready()
+    // Not `Store::wait_until_ready`: it wakes only one of several waiters (ready.rs).
+    ctx.pods_ready
+        .wait()
         .await
         .map_err(|_| ReconcileError::CacheClosed)?;
 
