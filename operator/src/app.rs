@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
 use futures::future::join_all;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector;
@@ -19,6 +19,7 @@ use tracing::{error, info, warn};
 
 use crate::backoff::SlotBackoff;
 use crate::cli::Cli;
+use crate::inflight::{IN_FLIGHT_TTL, InFlight};
 use crate::leader::{self, LeaseConfig};
 use crate::metrics::{self, Health, Metrics};
 use crate::ready::ReadyGate;
@@ -182,6 +183,8 @@ async fn run_controllers(
             "reconciling Workloads"
         );
         let (pod_store, pod_writer) = reflector::store();
+        let in_flight = Arc::new(InFlight::new(IN_FLIGHT_TTL));
+        let forget_deleted = in_flight.clone();
         let pod_events = watcher(
             pods,
             // Streaming lists: the initial state arrives one pod per watch event instead of in
@@ -193,12 +196,21 @@ async fn run_controllers(
         .default_backoff()
         .modify(prune)
         .reflect(pod_writer)
+        // After the store applied it: a create of that name is settled, its slot free again.
+        .inspect_ok(move |event| {
+            if let watcher::Event::Delete(pod) = event
+                && let (Some(ns), Some(name)) = (&pod.metadata.namespace, &pod.metadata.name)
+            {
+                forget_deleted.forget(ns, name);
+            }
+        })
         .touched_objects();
         let (pods_ready, open_when_filled) = ReadyGate::for_store(pod_store.clone());
         let ctx = Arc::new(Context {
             client: client.clone(),
             pods: pod_store,
             pods_ready,
+            in_flight,
             metrics: metrics.clone(),
             recorder: recorder.clone(),
             default_image: cli.default_image.clone(),

@@ -7,6 +7,7 @@ pub mod app;
 pub mod backoff;
 pub mod cli;
 pub mod hash;
+pub mod inflight;
 pub mod leader;
 pub mod metrics;
 pub mod observed;

@@ -3,10 +3,15 @@
 //!
 //! No I/O, no clock: everything comes in as arguments so tables and property tests can drive it.
 //!
-//! Slots: every pod is named `<workload>-<kind>-<n>` and new pods are only ever created in slots
-//! `0..replicas` that no observed pod (live, finished or terminating) occupies. Because the API server
-//! refuses a second pod of the same name, a stale view can at worst cause a harmless `AlreadyExists`,
-//! never a second live pod in a slot, and never more than `replicas` pods created in range.
+//! Slots: pod `n` of a kind has two possible names, `<workload>-<kind>-<n>` and
+//! `<workload>-<kind>-<n>-b`. A new pod goes into a slot `0..replicas` that no live pod holds, under
+//! whichever of the two names no observed pod (live, finished or terminating) has. So a pod that is
+//! terminating, finished or past its lifetime is replaced at once under the other name, without
+//! waiting for the old object to go, while the API server's refusal of a duplicate name still turns a
+//! repeated create from a stale view into a harmless `AlreadyExists`. Pods this operator created and
+//! its cache has not shown yet come in as `in_flight` and hold their slots like live pods (the
+//! ReplicaSet controller's "expectations"), so a view that lags behind its own creates cannot fill a
+//! slot twice.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
@@ -37,7 +42,7 @@ pub struct ObservedPod {
     pub uid: String,
     /// Stressor kind from the `stressmix.dev/kind` label.
     pub kind: Option<StressKind>,
-    /// Slot number parsed from the name (`None` when the name is not `<workload>-<kind>-<n>`).
+    /// Slot number parsed from the name (`None` when the name is not one of the slot's names).
     pub slot: Option<u32>,
     /// Value of the `stressmix.dev/template-hash` label.
     pub template_hash: Option<String>,
@@ -97,8 +102,10 @@ pub struct PlanInput<'a> {
     pub pods: &'a [ObservedPod],
     /// Current time.
     pub now: SystemTime,
-    /// Slots (pod names) that must not be re-created before the given time (failure backoff).
+    /// Slots (by [`slot_name`]) that must not be re-created before the given time (failure backoff).
     pub backoff: &'a BTreeMap<String, SystemTime>,
+    /// Pods created by this operator that `pods` does not show yet: they hold their slots.
+    pub in_flight: &'a [Create],
     /// A pod still terminating this long after its deletion timestamp blocks its slot: Degraded.
     pub stuck_after: Duration,
 }
@@ -145,6 +152,8 @@ pub struct Delete {
     pub uid: String,
     /// Kind label of the pod, if any.
     pub kind: Option<StressKind>,
+    /// Slot of the pod, if its name is one of a slot's names.
+    pub slot: Option<u32>,
     /// Why.
     pub reason: DeleteReason,
 }
@@ -156,7 +165,7 @@ pub struct Create {
     pub kind: StressKind,
     /// Slot number.
     pub slot: u32,
-    /// Pod name, `<workload>-<kind>-<slot>`.
+    /// Pod name: [`slot_name`] or, while that name is still taken, [`second_name`].
     pub name: String,
 }
 
@@ -175,18 +184,27 @@ pub struct Plan {
     pub requeue_after: Option<Duration>,
 }
 
-/// The pod name of `slot` of `kind` in `workload`.
+/// Suffix of a slot's second name.
+const SECOND_NAME_SUFFIX: &str = "-b";
+
+/// The first pod name of `slot` of `kind` in `workload`, which also names the slot itself.
 pub fn slot_name(workload: &str, kind: StressKind, slot: u32) -> String {
     format!("{workload}-{}-{slot}", kind.as_str())
 }
 
-/// The slot number encoded in `name`, if it is `<workload>-<kind>-<n>`.
+/// The slot's other pod name, used while a pod under [`slot_name`] is still being removed.
+pub fn second_name(workload: &str, kind: StressKind, slot: u32) -> String {
+    format!("{}{SECOND_NAME_SUFFIX}", slot_name(workload, kind, slot))
+}
+
+/// The slot number encoded in `name`, if it is one of the names of a slot of `kind` in `workload`.
 pub fn parse_slot(workload: &str, kind: StressKind, name: &str) -> Option<u32> {
-    let digits = name
+    let rest = name
         .strip_prefix(workload)?
         .strip_prefix('-')?
         .strip_prefix(kind.as_str())?
         .strip_prefix('-')?;
+    let digits = rest.strip_suffix(SECOND_NAME_SUFFIX).unwrap_or(rest);
     // Only canonical numbers: "01" would alias slot 1.
     if digits.is_empty() || (digits.len() > 1 && digits.starts_with('0')) {
         return None;
@@ -216,21 +234,24 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         let desire = input.desired.iter().find(|d| d.kind == kind);
         let replicas = desire.map_or(0, |d| d.replicas);
         let pods: Vec<&ObservedPod> = input.pods.iter().filter(|p| p.kind == Some(kind)).collect();
-        let mut occupied: BTreeSet<u32> = BTreeSet::new();
+        let in_flight: Vec<&Create> = input.in_flight.iter().filter(|c| c.kind == kind).collect();
+        // Names no new pod may take: every observed pod's and every pod still in flight.
+        let taken: BTreeSet<&str> = pods
+            .iter()
+            .map(|p| p.name.as_str())
+            .chain(in_flight.iter().map(|c| c.name.as_str()))
+            .collect();
+        // Slots a new pod must not enter (live pods, failed pods until their backoff is recorded,
+        // pods in flight), and the terminating pods that may keep a slot's two names taken.
+        let mut held: BTreeSet<u32> = in_flight.iter().map(|c| c.slot).collect();
+        let mut terminating: BTreeMap<u32, SystemTime> = BTreeMap::new();
         let mut live: Vec<&ObservedPod> = Vec::new();
 
         for pod in &pods {
-            if let Some(slot) = pod.slot {
-                occupied.insert(slot);
-            }
             if let Some(deleting) = pod.deleting {
-                let stuck_at = deleting + input.stuck_after;
-                if pod.slot.is_some_and(|s| s < replicas) {
-                    if input.now >= stuck_at {
-                        out.stuck.push(pod.name.clone());
-                    } else {
-                        wake_at(stuck_at);
-                    }
+                if let Some(slot) = pod.slot {
+                    let first = terminating.entry(slot).or_insert(deleting);
+                    *first = (*first).min(deleting);
                 }
                 continue;
             }
@@ -253,48 +274,83 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
                 },
             };
             match reason {
-                Some(reason) => out.deletes.push(delete(pod, reason)),
+                Some(reason) => {
+                    // A failed pod's replacement waits until the pod is gone, and so until the
+                    // executor has recorded the failure in the slot's backoff.
+                    if reason == DeleteReason::Failed
+                        && let Some(slot) = pod.slot
+                    {
+                        held.insert(slot);
+                    }
+                    out.deletes.push(delete(pod, reason));
+                }
                 None => live.push(pod),
             }
         }
 
-        // Surplus: the lowest ranks go first; among equals the higher slot.
+        // Surplus: the lowest ranks go first; among equals the higher slot. Pods in flight count
+        // but cannot be deleted before they are seen; the next reconcile removes them if need be.
         let keep = usize::try_from(replicas).unwrap_or(usize::MAX);
-        if live.len() > keep {
+        let counted = live.len() + in_flight.len();
+        if counted > keep {
             live.sort_by(|a, b| {
                 a.surplus_rank()
                     .cmp(&b.surplus_rank())
                     .then(b.slot.cmp(&a.slot))
                     .then(a.name.cmp(&b.name))
             });
-            let excess = live.len() - keep;
+            let excess = (counted - keep).min(live.len());
             for pod in live.drain(..excess) {
                 out.deletes.push(delete(pod, DeleteReason::Surplus));
             }
         }
         for pod in &live {
+            held.extend(pod.slot);
             if let Some(created) = pod.created {
                 wake_at(created + input.lifetime);
             }
         }
 
-        // Creates: the lowest free in-range slots, skipping slots still backing off.
-        let mut missing = keep.saturating_sub(live.len());
+        // Creates: the lowest free in-range slots, skipping slots still backing off, under the
+        // first of the slot's two names that no pod has.
+        let mut missing = keep.saturating_sub(live.len() + in_flight.len());
         for slot in 0..replicas {
             if missing == 0 {
                 break;
             }
-            if occupied.contains(&slot) {
+            if held.contains(&slot) {
                 continue;
             }
-            let name = slot_name(input.workload, kind, slot);
-            if let Some(&not_before) = input.backoff.get(&name)
+            let key = slot_name(input.workload, kind, slot);
+            if let Some(&not_before) = input.backoff.get(&key)
                 && not_before > input.now
             {
                 wake_at(not_before);
-                out.backing_off.push(name);
+                out.backing_off.push(key);
                 continue;
             }
+            let second = second_name(input.workload, kind, slot);
+            let name = if !taken.contains(key.as_str()) {
+                key
+            } else if !taken.contains(second.as_str()) {
+                second
+            } else {
+                // Both names still taken: the slot waits for a pod to go. Terminating pods are
+                // reported once they have blocked it for `stuck_after`.
+                if let Some(&deleting) = terminating.get(&slot) {
+                    let stuck_at = deleting + input.stuck_after;
+                    if input.now >= stuck_at {
+                        out.stuck.extend(
+                            pods.iter()
+                                .filter(|p| p.slot == Some(slot) && p.deleting.is_some())
+                                .map(|p| p.name.clone()),
+                        );
+                    } else {
+                        wake_at(stuck_at);
+                    }
+                }
+                continue;
+            };
             out.creates.push(Create { kind, slot, name });
             missing -= 1;
         }
@@ -314,6 +370,7 @@ fn delete(pod: &ObservedPod, reason: DeleteReason) -> Delete {
         name: pod.name.clone(),
         uid: pod.uid.clone(),
         kind: pod.kind,
+        slot: pod.slot,
         reason,
     }
 }

@@ -1,7 +1,7 @@
 //! The executor: reads the caches, asks the planner, and carries out its plan against the API
 //! (deletes with a UID precondition, creates, events, status).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -20,9 +20,10 @@ use tracing::{debug, info, warn};
 
 use crate::backoff::SlotBackoff;
 use crate::hash::template_hash;
+use crate::inflight::InFlight;
 use crate::metrics::{DeleteLabels, KindLabels, Metrics};
 use crate::observed::observe;
-use crate::planner::{self, DeleteReason, KindDesire, Phase, Plan, PlanInput};
+use crate::planner::{self, DeleteReason, KindDesire, Phase, Plan, PlanInput, slot_name};
 use crate::podspec::{PodBuildError, build_pod};
 use crate::ready::ReadyGate;
 use crate::slim::SlimPod;
@@ -43,6 +44,8 @@ pub struct Context {
     pub pods: Store<SlimPod>,
     /// Opens once the pod cache holds its first full list.
     pub pods_ready: ReadyGate,
+    /// Pods created and not yet seen in the cache.
+    pub in_flight: Arc<InFlight>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Event publisher.
@@ -126,6 +129,10 @@ async fn reconcile_workload(wl: &Workload, ctx: &Context) -> Result<Action, Reco
                 .any(|o| o.controller == Some(true) && o.uid == uid)
     });
     let observed: Vec<_> = owned.iter().map(|p| observe(&name, p)).collect();
+    let cached: HashSet<&str> = observed.iter().map(|p| p.name.as_str()).collect();
+    let in_flight = ctx
+        .in_flight
+        .pending(&namespace, &name, |pod| cached.contains(pod));
 
     let image = wl
         .spec
@@ -149,7 +156,9 @@ async fn reconcile_workload(wl: &Workload, ctx: &Context) -> Result<Action, Reco
         let mut slots = ctx.backoff.lock().unwrap_or_else(|e| e.into_inner());
         for pod in &observed {
             if pod.ready || pod.phase == Phase::Succeeded {
-                slots.succeeded(&format!("{namespace}/{}", pod.name));
+                slots.succeeded(&backoff_key(
+                    &namespace, &name, pod.kind, pod.slot, &pod.name,
+                ));
             }
         }
         slots.not_before(&namespace)
@@ -163,6 +172,7 @@ async fn reconcile_workload(wl: &Workload, ctx: &Context) -> Result<Action, Reco
         pods: &observed,
         now,
         backoff: &backoff,
+        in_flight: &in_flight,
         stuck_after: STUCK_AFTER,
     });
     if !plan.deletes.is_empty() || !plan.creates.is_empty() {
@@ -213,7 +223,8 @@ async fn execute_deletes(
             .iter()
             .filter(|d| d.reason == DeleteReason::Failed)
         {
-            let wait = slots.failed(&format!("{namespace}/{}", d.name), &d.uid, now);
+            let key = backoff_key(namespace, &wl.name_any(), d.kind, d.slot, &d.name);
+            let wait = slots.failed(&key, &d.uid, now);
             failing.push(format!("{} (next try in {}s)", d.name, wait.as_secs()));
         }
     }
@@ -356,15 +367,25 @@ async fn execute_creates(
             }
         }
     }
+    let workload = wl.name_any();
     let results: Vec<_> = futures::stream::iter(pods)
-        .map(|(c, pod, api)| async move {
-            let result = match api.create(&PostParams::default(), &pod).await {
-                Ok(_) => Ok(true),
-                // The cache had not seen this pod yet: the slot name proves it exists already.
-                Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
-                Err(e) => Err(e),
-            };
-            (c, result)
+        .map(|(c, pod, api)| {
+            let in_flight = ctx.in_flight.clone();
+            let (namespace, workload) = (namespace.to_owned(), workload.clone());
+            async move {
+                // Recorded before the request, so the watch cannot report the pod before the record.
+                in_flight.record(&namespace, &workload, &c);
+                let result = match api.create(&PostParams::default(), &pod).await {
+                    Ok(_) => Ok(true),
+                    // The cache had not seen this pod yet: the name proves it exists already.
+                    Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+                    Err(e) => {
+                        in_flight.forget(&namespace, &c.name);
+                        Err(e)
+                    }
+                };
+                (c, result)
+            }
         })
         .buffer_unordered(API_CONCURRENCY)
         .collect()
@@ -447,6 +468,20 @@ async fn write_status(
         source,
     })?;
     Ok(())
+}
+
+/// The failure-backoff key of a pod: its slot (both of a slot's names share one backoff).
+fn backoff_key(
+    namespace: &str,
+    workload: &str,
+    kind: Option<StressKind>,
+    slot: Option<u32>,
+    pod: &str,
+) -> String {
+    match (kind, slot) {
+        (Some(kind), Some(slot)) => format!("{namespace}/{}", slot_name(workload, kind, slot)),
+        _ => format!("{namespace}/{pod}"),
+    }
 }
 
 /// Publishes an event on the Workload; failures are logged, never fail the reconcile.

@@ -312,6 +312,7 @@ mod tests {
                 name: "lab-cpu-0".into(),
                 uid: "u0".into(),
                 kind: Some(StressKind::Cpu),
+                slot: Some(0),
                 reason: DeleteReason::Failed,
             }],
             backing_off: vec!["lab-cpu-0".into()],

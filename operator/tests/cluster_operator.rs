@@ -48,15 +48,24 @@ async fn live_pod(env: &TestEnv, name: &str) -> Option<Pod> {
         .filter(is_live)
 }
 
-/// Waits until slot `name` holds a live pod whose UID differs from `old_uid`.
+/// Waits until the slot of pod `name` holds a live pod, under either of the slot's two names
+/// (`<workload>-<kind>-<n>` and `…-b`), whose UID differs from `old_uid`.
 async fn wait_replaced(env: &TestEnv, name: &str, old_uid: &str, why: &str) -> Pod {
+    let first = name.strip_suffix("-b").unwrap_or(name);
+    let second = format!("{first}-b");
     wait_until(
-        &format!("pod {name} replaced after {why}"),
+        &format!("slot of pod {name} refilled after {why}"),
         CONVERGE,
         || async {
-            live_pod(env, name)
-                .await
-                .filter(|p| p.uid().as_deref() != Some(old_uid))
+            for candidate in [first, second.as_str()] {
+                if let Some(pod) = live_pod(env, candidate)
+                    .await
+                    .filter(|p| p.uid().as_deref() != Some(old_uid))
+                {
+                    return Some(pod);
+                }
+            }
+            None
         },
     )
     .await

@@ -1,9 +1,11 @@
 //! Property tests of the planner over thousands of random observed states, exact and stale.
 //!
 //! Proven for every generated state:
-//! - never two pods in one slot: creates go only to distinct, in-range slots no observed pod holds;
+//! - never two live pods in one slot: creates go only to distinct, in-range slots that no live or
+//!   failed pod holds, under a name of the slot that no observed pod has;
 //! - never more live pods than desired per kind after the actions (exact view), and under a stale or
-//!   partial view never more than desired plus the live pods the view missed;
+//!   partial view never more than desired (or the live pods in flight, if more) plus the live pods
+//!   the view missed and that were not recorded as in flight;
 //! - every finished, failed, expired and outdated pod is deleted, and a second round (deleted pods
 //!   gone, created pods present) reaches exactly the desired count of live pods.
 
@@ -13,7 +15,8 @@ use std::time::{Duration, SystemTime};
 use proptest::prelude::*;
 use stressmix_api::workload::StressKind;
 use stressmix_operator::planner::{
-    DeleteReason, KindDesire, ObservedPod, Phase, Plan, PlanInput, plan, slot_name,
+    Create, DeleteReason, KindDesire, ObservedPod, Phase, Plan, PlanInput, plan, second_name,
+    slot_name,
 };
 
 const LIFETIME: Duration = Duration::from_secs(150);
@@ -37,6 +40,7 @@ struct PodSeed {
     age: u64,
     outdated: bool,
     deleting_for: Option<u64>,
+    second: bool,
 }
 
 fn pod_seed() -> impl Strategy<Value = PodSeed> {
@@ -49,9 +53,10 @@ fn pod_seed() -> impl Strategy<Value = PodSeed> {
         0..400u64,
         prop::bool::weighted(0.2),
         prop::option::weighted(0.15, 0..100u64),
+        prop::bool::weighted(0.3),
     )
         .prop_map(
-            |(kind, slot, phase, scheduled, ready, age, outdated, deleting_for)| PodSeed {
+            |(kind, slot, phase, scheduled, ready, age, outdated, deleting_for, second)| PodSeed {
                 kind,
                 slot,
                 phase,
@@ -60,6 +65,7 @@ fn pod_seed() -> impl Strategy<Value = PodSeed> {
                 age,
                 outdated,
                 deleting_for,
+                second,
             },
         )
 }
@@ -70,7 +76,11 @@ fn build_pods(seeds: &[PodSeed]) -> Vec<ObservedPod> {
     let mut pods = Vec::new();
     for (i, s) in seeds.iter().enumerate() {
         let kind = StressKind::ALL[s.kind];
-        let name = slot_name("lab", kind, s.slot);
+        let name = if s.second {
+            second_name("lab", kind, s.slot)
+        } else {
+            slot_name("lab", kind, s.slot)
+        };
         if !names.insert(name.clone()) {
             continue;
         }
@@ -114,6 +124,7 @@ fn plan_for(
     desired: &[KindDesire],
     pods: &[ObservedPod],
     backoff: &BTreeMap<String, SystemTime>,
+    in_flight: &[Create],
 ) -> Plan {
     plan(&PlanInput {
         workload: "lab",
@@ -122,6 +133,7 @@ fn plan_for(
         pods,
         now: now(),
         backoff,
+        in_flight,
         stuck_after: STUCK,
     })
 }
@@ -181,7 +193,7 @@ proptest! {
             .iter()
             .map(|&(k, s)| (slot_name("lab", StressKind::ALL[k], s), now() + Duration::from_secs(60)))
             .collect();
-        let p = plan_for(&desired, &pods, &backoff);
+        let p = plan_for(&desired, &pods, &backoff, &[]);
 
         // Deletes name observed, not-yet-terminating pods, each once.
         let mut seen = BTreeSet::new();
@@ -191,21 +203,31 @@ proptest! {
             prop_assert!(pod.is_some_and(|x| x.deleting.is_none()), "bad delete {}", d.name);
         }
 
+        let deleted: BTreeSet<&str> = p.deletes.iter().map(|d| d.uid.as_str()).collect();
         for (k, &kind) in StressKind::ALL.iter().enumerate() {
             let want = replicas[k] as usize;
-            let occupied: BTreeSet<u32> = pods
+            let of_kind: Vec<&ObservedPod> = pods.iter().filter(|x| x.kind == Some(kind)).collect();
+            let taken: BTreeSet<&str> = of_kind.iter().map(|x| x.name.as_str()).collect();
+            // Slots still held after the actions: live pods that stay, failed pods until they go.
+            let held: BTreeSet<u32> = of_kind
                 .iter()
-                .filter(|x| x.kind == Some(kind))
+                .filter(|x| x.deleting.is_none())
+                .filter(|x| (x.is_live() && !deleted.contains(x.uid.as_str())) || x.phase == Phase::Failed)
                 .filter_map(|x| x.slot)
                 .collect();
-            let creates: Vec<u32> = p.creates.iter().filter(|c| c.kind == kind).map(|c| c.slot).collect();
-            let distinct: BTreeSet<u32> = creates.iter().copied().collect();
-            // Never two pods in one slot.
+            let creates: Vec<&Create> = p.creates.iter().filter(|c| c.kind == kind).collect();
+            let distinct: BTreeSet<u32> = creates.iter().map(|c| c.slot).collect();
+            // Never two live pods in one slot, never a name that exists.
             prop_assert_eq!(distinct.len(), creates.len());
-            for slot in &creates {
-                prop_assert!(!occupied.contains(slot), "slot {} of {} is taken", slot, kind);
-                prop_assert!((*slot as usize) < want, "slot {} out of range", slot);
-                prop_assert!(!backoff.contains_key(&slot_name("lab", kind, *slot)), "slot in backoff");
+            for c in &creates {
+                prop_assert!(!held.contains(&c.slot), "slot {} of {} is held", c.slot, kind);
+                prop_assert!((c.slot as usize) < want, "slot {} out of range", c.slot);
+                prop_assert!(!backoff.contains_key(&slot_name("lab", kind, c.slot)), "slot in backoff");
+                prop_assert!(!taken.contains(c.name.as_str()), "{} exists", c.name);
+                prop_assert!(
+                    c.name == slot_name("lab", kind, c.slot) || c.name == second_name("lab", kind, c.slot),
+                    "{} is not a name of slot {}", c.name, c.slot
+                );
             }
             // Never more live pods than desired after the actions.
             let after = live_after(&pods, &p, kind, creates.len());
@@ -221,19 +243,24 @@ proptest! {
                     prop_assert!(d.is_some_and(|d| d.reason != DeleteReason::Surplus || want == 0));
                 }
             }
-            // Creates fill what is missing, limited only by free slots outside backoff.
+            // Creates fill what is missing, limited only by free slots outside backoff that have a
+            // free name.
             let kept = after - creates.len();
             let free = (0..replicas[k])
-                .filter(|s| !occupied.contains(s) && !backoff.contains_key(&slot_name("lab", kind, *s)))
+                .filter(|s| !held.contains(s) && !backoff.contains_key(&slot_name("lab", kind, *s)))
+                .filter(|s| {
+                    !taken.contains(slot_name("lab", kind, *s).as_str())
+                        || !taken.contains(second_name("lab", kind, *s).as_str())
+                })
                 .count();
             prop_assert_eq!(creates.len(), (want - kept).min(free));
         }
 
         // Second round without backoff: exactly the desired number of live pods, all current.
         let none = BTreeMap::new();
-        let first = plan_for(&desired, &pods, &none);
+        let first = plan_for(&desired, &pods, &none, &[]);
         let cluster = next_round(&pods, &first);
-        let second = plan_for(&desired, &cluster, &none);
+        let second = plan_for(&desired, &cluster, &none, &[]);
         for (k, &kind) in StressKind::ALL.iter().enumerate() {
             let creates = second.creates.iter().filter(|c| c.kind == kind).count();
             let after = live_after(&cluster, &second, kind, creates);
@@ -247,16 +274,21 @@ proptest! {
         replicas in prop::array::uniform4(0..7u32),
         // Per pod: 0 = seen as is, 1 = missing from the view, 2 = seen with an older state.
         staleness in prop::collection::vec(0..3u8, 30),
+        // Per pod missing from the view: whether this operator created it and recorded it in flight.
+        recorded in prop::collection::vec(any::<bool>(), 30),
         ghosts in prop::collection::vec(pod_seed(), 0..5),
     ) {
         let truth = build_pods(&seeds);
         let desired = desired(&replicas);
         let mut view = Vec::new();
         let mut missed_live: BTreeMap<StressKind, usize> = BTreeMap::new();
-        for (pod, &s) in truth.iter().zip(&staleness) {
+        let mut in_flight = Vec::new();
+        for ((pod, &s), &recorded) in truth.iter().zip(&staleness).zip(&recorded) {
             match s {
                 1 => {
-                    if pod.is_live() {
+                    if recorded && let (Some(kind), Some(slot)) = (pod.kind, pod.slot) {
+                        in_flight.push(Create { kind, slot, name: pod.name.clone() });
+                    } else if pod.is_live() {
                         *missed_live.entry(pod.kind.unwrap_or(StressKind::Cpu)).or_default() += 1;
                     }
                 }
@@ -282,7 +314,7 @@ proptest! {
             }
         }
 
-        let p = plan_for(&desired, &view, &BTreeMap::new());
+        let p = plan_for(&desired, &view, &BTreeMap::new(), &in_flight);
 
         // Apply to the truth: deletes need the UID to match, creates fail on an existing name.
         let truth_names: BTreeSet<&str> = truth.iter().map(|x| x.name.as_str()).collect();
@@ -293,7 +325,15 @@ proptest! {
                 .filter(|c| c.kind == kind && !truth_names.contains(c.name.as_str()))
                 .count();
             let after = live_after(&truth, &p, kind, accepted);
-            let bound = replicas[k] as usize + missed_live.get(&kind).copied().unwrap_or(0);
+            // A pod in flight cannot be deleted before it is seen, so a spec scaled below the pods
+            // in flight keeps those until the next round.
+            let in_flight_live = truth
+                .iter()
+                .filter(|x| x.kind == Some(kind) && x.is_live())
+                .filter(|x| in_flight.iter().any(|c| c.name == x.name))
+                .count();
+            let bound = (replicas[k] as usize).max(in_flight_live)
+                + missed_live.get(&kind).copied().unwrap_or(0);
             prop_assert!(
                 after <= bound,
                 "{}: {} live after, bound {} (desired {}, missed {:?})",

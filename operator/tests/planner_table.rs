@@ -1,5 +1,6 @@
 //! Table tests of the planner: one case per rule (finished, failed, expired, outdated, surplus rank,
-//! terminating and stuck pods, backoff, suspend, foreign pods, requeue).
+//! terminating and stuck pods, a slot's second name, pods in flight, backoff, suspend, foreign pods,
+//! requeue).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -7,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use stressmix_api::workload::StressKind::{self, Cpu, Disk, Memory};
 use stressmix_operator::planner::{
     Create, DeleteReason, KindDesire, ObservedPod, Phase, Plan, PlanInput, parse_slot, plan,
-    slot_name,
+    second_name, slot_name,
 };
 
 const LIFETIME: Duration = Duration::from_secs(150);
@@ -61,6 +62,7 @@ fn run_with_backoff(
         pods,
         now: now(),
         backoff,
+        in_flight: &[],
         stuck_after: STUCK,
     })
 }
@@ -102,16 +104,33 @@ fn a_complete_workload_does_nothing_and_wakes_at_the_next_expiry() {
 }
 
 #[test]
-fn a_finished_pod_is_deleted_and_its_slot_refilled_once_free() {
+fn a_finished_pod_is_replaced_at_once_under_the_slots_second_name() {
     let mut done = pod(Cpu, 0);
     done.phase = Phase::Succeeded;
     done.ready = false;
     let p = run(&[want(Cpu, 2)], &[done.clone(), pod(Cpu, 1)]);
     assert_eq!(deleted(&p), [("lab-cpu-0".into(), DeleteReason::Finished)]);
-    assert!(p.creates.is_empty(), "slot 0 still holds the finished pod");
+    assert_eq!(
+        created(&p),
+        ["lab-cpu-0-b"],
+        "the first name is still taken"
+    );
 
-    // Next round: the finished pod is gone, so its slot is filled.
-    let p = run(&[want(Cpu, 2)], &[pod(Cpu, 1)]);
+    // Next round: the finished pod is terminating and its replacement live: nothing to do.
+    done.deleting = Some(ago(0));
+    let mut replacement = pod(Cpu, 0);
+    replacement.name = second_name("lab", Cpu, 0);
+    replacement.uid = "uid-b".into();
+    let p = run(&[want(Cpu, 2)], &[done, replacement.clone(), pod(Cpu, 1)]);
+    assert!(p.deletes.is_empty() && p.creates.is_empty());
+
+    // When the second-name pod finishes in turn, the first name is free again.
+    replacement.phase = Phase::Succeeded;
+    let p = run(&[want(Cpu, 2)], &[replacement, pod(Cpu, 1)]);
+    assert_eq!(
+        deleted(&p),
+        [("lab-cpu-0-b".into(), DeleteReason::Finished)]
+    );
     assert_eq!(created(&p), ["lab-cpu-0"]);
 }
 
@@ -125,15 +144,24 @@ fn a_finished_pod_does_not_count_so_a_free_slot_is_filled_at_once() {
 }
 
 #[test]
-fn a_failed_pod_is_deleted_as_failed() {
+fn a_failed_pod_is_deleted_as_failed_and_holds_its_slot_until_gone() {
     let mut failed = pod(Memory, 0);
     failed.phase = Phase::Failed;
-    let p = run(&[want(Memory, 1)], &[failed]);
+    let p = run(&[want(Memory, 1)], &[failed.clone()]);
     assert_eq!(deleted(&p), [("lab-memory-0".into(), DeleteReason::Failed)]);
     assert_eq!(
         p.deletes[0].uid, "uid-memory-0",
         "deletes carry the UID precondition"
     );
+    assert_eq!(p.deletes[0].slot, Some(0));
+    assert!(
+        p.creates.is_empty(),
+        "the replacement waits for the failure to enter the slot's backoff"
+    );
+    // Once it is terminating, the replacement goes in under the second name.
+    failed.deleting = Some(ago(0));
+    let p = run(&[want(Memory, 1)], &[failed]);
+    assert_eq!(created(&p), ["lab-memory-0-b"]);
 }
 
 #[test]
@@ -210,27 +238,71 @@ fn among_equal_ranks_the_higher_slot_goes_first() {
 }
 
 #[test]
-fn a_terminating_pod_holds_its_slot_and_is_reported_when_stuck() {
+fn a_terminating_pod_is_replaced_under_the_other_name_at_once() {
     let mut terminating = pod(Cpu, 0);
     terminating.deleting = Some(ago(5));
     let p = run(&[want(Cpu, 2)], &[terminating.clone()]);
     assert!(p.deletes.is_empty(), "never delete twice");
-    assert_eq!(
-        created(&p),
-        ["lab-cpu-1"],
-        "slot 0 is taken until the pod is gone"
-    );
+    assert_eq!(created(&p), ["lab-cpu-0-b", "lab-cpu-1"]);
+    assert!(p.stuck.is_empty() && p.requeue_after.is_none());
+}
+
+#[test]
+fn a_slot_whose_two_names_are_terminating_waits_and_is_reported_when_stuck() {
+    let mut first = pod(Cpu, 0);
+    first.deleting = Some(ago(5));
+    let mut second = pod(Cpu, 0);
+    second.name = second_name("lab", Cpu, 0);
+    second.uid = "uid-b".into();
+    second.deleting = Some(ago(2));
+    let p = run(&[want(Cpu, 2)], &[first.clone(), second.clone()]);
+    assert!(p.deletes.is_empty(), "never delete twice");
+    assert_eq!(created(&p), ["lab-cpu-1"], "slot 0 has no free name");
     assert!(p.stuck.is_empty());
     assert_eq!(
         p.requeue_after,
         Some(Duration::from_secs(25)),
-        "look again when it would be stuck"
+        "look again when the older one would be stuck"
     );
 
-    terminating.deleting = Some(ago(31));
-    let p = run(&[want(Cpu, 2)], &[terminating, pod(Cpu, 1)]);
-    assert_eq!(p.stuck, ["lab-cpu-0"]);
+    first.deleting = Some(ago(31));
+    let p = run(&[want(Cpu, 2)], &[first, second, pod(Cpu, 1)]);
+    assert_eq!(p.stuck, ["lab-cpu-0", "lab-cpu-0-b"]);
     assert!(p.creates.is_empty());
+}
+
+#[test]
+fn pods_in_flight_hold_their_slots_and_count_but_are_never_deleted() {
+    let in_flight = [Create {
+        kind: Cpu,
+        slot: 0,
+        name: second_name("lab", Cpu, 0),
+    }];
+    let run_in_flight = |desired: &[KindDesire], pods: &[ObservedPod]| {
+        plan(&PlanInput {
+            workload: "lab",
+            desired,
+            lifetime: LIFETIME,
+            pods,
+            now: now(),
+            backoff: &BTreeMap::new(),
+            in_flight: &in_flight,
+            stuck_after: STUCK,
+        })
+    };
+    // The view already lost the old pod of slot 0 but not yet shows its replacement.
+    let p = run_in_flight(&[want(Cpu, 2)], &[pod(Cpu, 1)]);
+    assert!(
+        p.creates.is_empty(),
+        "slot 0 is filled by the pod in flight"
+    );
+    let p = run_in_flight(&[want(Cpu, 3)], &[pod(Cpu, 1)]);
+    assert_eq!(created(&p), ["lab-cpu-2"]);
+    // Scaled down to one: the seen pod goes, the unseen one stays until it is seen.
+    let p = run_in_flight(&[want(Cpu, 1)], &[pod(Cpu, 1)]);
+    assert_eq!(deleted(&p), [("lab-cpu-1".into(), DeleteReason::Surplus)]);
+    let p = run_in_flight(&[want(Cpu, 0)], &[]);
+    assert!(p.deletes.is_empty() && p.creates.is_empty());
 }
 
 #[test]
@@ -298,6 +370,11 @@ fn finished_and_terminating_pods_are_not_counted_as_live() {
 fn slot_names_round_trip_and_reject_lookalikes() {
     assert_eq!(slot_name("lab", Memory, 12), "lab-memory-12");
     assert_eq!(parse_slot("lab", Memory, "lab-memory-12"), Some(12));
+    assert_eq!(second_name("lab", Memory, 12), "lab-memory-12-b");
+    assert_eq!(parse_slot("lab", Memory, "lab-memory-12-b"), Some(12));
+    assert_eq!(parse_slot("lab", Cpu, "lab-cpu-b"), None);
+    assert_eq!(parse_slot("lab", Cpu, "lab-cpu-1-c"), None);
+    assert_eq!(parse_slot("lab", Cpu, "lab-cpu-1-b-b"), None);
     assert_eq!(parse_slot("my-lab", Cpu, "my-lab-cpu-0"), Some(0));
     assert_eq!(parse_slot("lab", Cpu, "lab-cpu-01"), None);
     assert_eq!(parse_slot("lab", Cpu, "lab-cpu-"), None);

@@ -1,0 +1,149 @@
+//! Pods created but not yet seen in the cache ("expectations" in the ReplicaSet controller).
+//!
+//! The planner may put a replacement into a slot as soon as the old pod is marked for deletion,
+//! under the slot's other name. Its cache can then be behind its own writes: the old pod's removal
+//! already applied, the new pod's creation not yet. Without this record, such a view shows an empty
+//! slot and a second pod would go into it under the first name. An entry lives from just before
+//! its create request until the cache holds the pod, the watch reports it deleted, or `ttl` passes
+//! (a create the watch never showed, e.g. a pod created and removed while the watch re-listed).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::planner::Create;
+
+/// How long an unseen create holds its slot at most.
+pub const IN_FLIGHT_TTL: Duration = Duration::from_secs(30);
+
+#[derive(Debug)]
+struct Entry {
+    workload: String,
+    create: Create,
+    since: Instant,
+}
+
+/// Creates of one controller run, keyed by `namespace/pod`.
+#[derive(Debug)]
+pub struct InFlight {
+    ttl: Duration,
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+impl InFlight {
+    /// An empty record whose entries expire after `ttl`.
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Records `create` of `workload` before its request is sent.
+    pub fn record(&self, namespace: &str, workload: &str, create: &Create) {
+        self.lock().insert(
+            key(namespace, &create.name),
+            Entry {
+                workload: workload.to_owned(),
+                create: create.clone(),
+                since: Instant::now(),
+            },
+        );
+    }
+
+    /// Forgets a pod: its create failed, or the watch reported it deleted.
+    pub fn forget(&self, namespace: &str, pod: &str) {
+        self.lock().remove(&key(namespace, pod));
+    }
+
+    /// The creates of `workload` still unseen: drops those the cache now holds (`cached`) and those
+    /// older than the TTL, and returns the rest.
+    pub fn pending(
+        &self,
+        namespace: &str,
+        workload: &str,
+        cached: impl Fn(&str) -> bool,
+    ) -> Vec<Create> {
+        let prefix = format!("{namespace}/");
+        let mut entries = self.lock();
+        entries.retain(|k, e| {
+            let ours = k.starts_with(&prefix) && e.workload == workload;
+            !(ours && (cached(&e.create.name) || e.since.elapsed() >= self.ttl))
+        });
+        let mut pending: Vec<Create> = entries
+            .iter()
+            .filter(|(k, e)| k.starts_with(&prefix) && e.workload == workload)
+            .map(|(_, e)| e.create.clone())
+            .collect();
+        pending.sort_by(|a, b| a.name.cmp(&b.name));
+        pending
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        // A panic while holding the lock leaves the map consistent (single inserts/removes).
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn key(namespace: &str, pod: &str) -> String {
+    format!("{namespace}/{pod}")
+}
+
+#[cfg(test)]
+mod tests {
+    use stressmix_api::workload::StressKind;
+
+    use super::*;
+
+    fn create(name: &str, slot: u32) -> Create {
+        Create {
+            kind: StressKind::Cpu,
+            slot,
+            name: name.to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_create_is_pending_until_the_cache_holds_it_or_the_watch_deletes_it() {
+        let record = InFlight::new(Duration::from_secs(30));
+        record.record("ns", "lab", &create("lab-cpu-0-b", 0));
+        record.record("ns", "lab", &create("lab-cpu-1", 1));
+        record.record("ns", "other", &create("other-cpu-0", 0));
+        record.record("ns2", "lab", &create("lab-cpu-2", 2));
+
+        let pending = record.pending("ns", "lab", |_| false);
+        assert_eq!(
+            pending,
+            vec![create("lab-cpu-0-b", 0), create("lab-cpu-1", 1)]
+        );
+        // The cache shows lab-cpu-1: no longer pending, and not again later.
+        assert_eq!(
+            record.pending("ns", "lab", |n| n == "lab-cpu-1"),
+            vec![create("lab-cpu-0-b", 0)]
+        );
+        assert_eq!(
+            record.pending("ns", "lab", |_| false),
+            vec![create("lab-cpu-0-b", 0)]
+        );
+        record.forget("ns", "lab-cpu-0-b");
+        assert!(record.pending("ns", "lab", |_| false).is_empty());
+        // Other Workloads and namespaces are untouched.
+        assert_eq!(
+            record.pending("ns", "other", |_| false),
+            vec![create("other-cpu-0", 0)]
+        );
+        assert_eq!(
+            record.pending("ns2", "lab", |_| false),
+            vec![create("lab-cpu-2", 2)]
+        );
+    }
+
+    #[test]
+    fn an_unseen_create_expires_after_the_ttl() {
+        let record = InFlight::new(Duration::from_millis(30));
+        record.record("ns", "lab", &create("lab-cpu-0", 0));
+        assert_eq!(record.pending("ns", "lab", |_| false).len(), 1);
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(record.pending("ns", "lab", |_| false).is_empty());
+    }
+}
