@@ -70,21 +70,19 @@ mod tests {
 
     use super::*;
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn every_one_of_many_concurrent_waiters_is_released() {
-        let (open_tx, open_rx) = tokio::sync::oneshot::channel::<()>();
-        let (gate, opener) = ReadyGate::opened_by(async move { open_rx.await.is_ok() });
-        let opener = tokio::spawn(opener);
-        let waiters: Vec<_> = (0..64)
+    fn spawn_waiters(
+        gate: &ReadyGate,
+        n: usize,
+    ) -> Vec<tokio::task::JoinHandle<Result<(), CacheClosed>>> {
+        (0..n)
             .map(|_| {
                 let gate = gate.clone();
                 tokio::spawn(async move { gate.wait().await })
             })
-            .collect();
-        // Let every waiter park before the gate opens: the case the upstream store gets wrong.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(waiters.iter().all(|w| !w.is_finished()));
-        open_tx.send(()).expect("opener listening");
+            .collect()
+    }
+
+    async fn assert_all_released(waiters: Vec<tokio::task::JoinHandle<Result<(), CacheClosed>>>) {
         for waiter in waiters {
             let result = tokio::time::timeout(Duration::from_secs(5), waiter)
                 .await
@@ -92,6 +90,19 @@ mod tests {
                 .expect("waiter task");
             assert_eq!(result, Ok(()));
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_one_of_many_concurrent_waiters_is_released() {
+        let (open_tx, open_rx) = tokio::sync::oneshot::channel::<()>();
+        let (gate, opener) = ReadyGate::opened_by(async move { open_rx.await.is_ok() });
+        let opener = tokio::spawn(opener);
+        let waiters = spawn_waiters(&gate, 64);
+        // Let every waiter park before the gate opens: the case the upstream store gets wrong.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(waiters.iter().all(|w| !w.is_finished()));
+        open_tx.send(()).expect("opener listening");
+        assert_all_released(waiters).await;
         // A waiter arriving after opening passes at once.
         assert_eq!(gate.wait().await, Ok(()));
         drop(gate);
@@ -120,23 +131,12 @@ mod tests {
         let (store, mut writer) = reflector::store::<ConfigMap>();
         let (gate, opener) = ReadyGate::for_store(store);
         let opener = tokio::spawn(opener);
-        let waiters: Vec<_> = (0..8)
-            .map(|_| {
-                let gate = gate.clone();
-                tokio::spawn(async move { gate.wait().await })
-            })
-            .collect();
+        let waiters = spawn_waiters(&gate, 8);
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(waiters.iter().all(|w| !w.is_finished()));
         writer.apply_watcher_event(&watcher::Event::Init);
         writer.apply_watcher_event(&watcher::Event::InitDone);
-        for waiter in waiters {
-            let result = tokio::time::timeout(Duration::from_secs(5), waiter)
-                .await
-                .expect("released")
-                .expect("waiter task");
-            assert_eq!(result, Ok(()));
-        }
+        assert_all_released(waiters).await;
         drop(gate);
         opener.await.expect("opener task");
     }

@@ -213,6 +213,16 @@ async fn two_replicas_race_under_leader_election() {
     eprintln!("race: {steps} disturbances, {samples} samples, converged {converged:?}");
 }
 
+/// Live pods in the test namespace.
+async fn live_pods(env: &TestEnv) -> usize {
+    let pods = env.pods().list(&ListParams::default()).await;
+    pods.expect("list pods")
+        .items
+        .iter()
+        .filter(|p| is_live(p))
+        .count()
+}
+
 /// Writes the Lease as held by `holder` now, for `seconds`, retrying lost update races.
 async fn hold_lease(env: &TestEnv, holder: &str, seconds: i32) {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
@@ -266,15 +276,7 @@ async fn a_lease_lost_mid_burst_is_taken_back_and_every_workload_converges() {
         hold_lease(&env, "thief", 2).await;
     }
     // The operator stands by now: changes made meanwhile must wait for it.
-    let before: usize = env
-        .pods()
-        .list(&ListParams::default())
-        .await
-        .expect("list pods")
-        .items
-        .iter()
-        .filter(|p| is_live(p))
-        .count();
+    let before = live_pods(&env).await;
     for name in &names {
         env.patch_spec(
             name,
@@ -286,15 +288,7 @@ async fn a_lease_lost_mid_burst_is_taken_back_and_every_workload_converges() {
         tokio::time::sleep(Duration::from_secs(1)).await;
         hold_lease(&env, "thief", 2).await;
     }
-    let standing_by: usize = env
-        .pods()
-        .list(&ListParams::default())
-        .await
-        .expect("list pods")
-        .items
-        .iter()
-        .filter(|p| is_live(p))
-        .count();
+    let standing_by = live_pods(&env).await;
     assert!(
         standing_by <= before,
         "a standby operator created pods: {before} live before the scale-up, {standing_by} after"

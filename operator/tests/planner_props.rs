@@ -9,26 +9,18 @@
 //! - every finished, failed, expired and outdated pod is deleted, and a second round (deleted pods
 //!   gone, created pods present) reaches exactly the desired count of live pods.
 
+mod planner_support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
+
+use planner_support::{LIFETIME, hash, now, plan_at};
 
 use proptest::prelude::*;
 use stressmix_api::workload::StressKind;
 use stressmix_operator::planner::{
-    Create, DeleteReason, KindDesire, ObservedPod, Phase, Plan, PlanInput, plan, second_name,
-    slot_name,
+    Create, DeleteReason, KindDesire, ObservedPod, Phase, Plan, second_name, slot_name,
 };
-
-const LIFETIME: Duration = Duration::from_secs(150);
-const STUCK: Duration = Duration::from_secs(30);
-
-fn now() -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000)
-}
-
-fn hash(kind: StressKind) -> String {
-    format!("hash-{kind}")
-}
 
 #[derive(Clone, Debug)]
 struct PodSeed {
@@ -120,24 +112,6 @@ fn desired(replicas: &[u32; 4]) -> Vec<KindDesire> {
         .collect()
 }
 
-fn plan_for(
-    desired: &[KindDesire],
-    pods: &[ObservedPod],
-    backoff: &BTreeMap<String, SystemTime>,
-    in_flight: &[Create],
-) -> Plan {
-    plan(&PlanInput {
-        workload: "lab",
-        desired,
-        lifetime: LIFETIME,
-        pods,
-        now: now(),
-        backoff,
-        in_flight,
-        stuck_after: STUCK,
-    })
-}
-
 /// Live pods of `kind` in `pods` after deleting `deleted_uids` and adding `created` pods.
 fn live_after(
     pods: &[ObservedPod],
@@ -193,7 +167,7 @@ proptest! {
             .iter()
             .map(|&(k, s)| (slot_name("lab", StressKind::ALL[k], s), now() + Duration::from_secs(60)))
             .collect();
-        let p = plan_for(&desired, &pods, &backoff, &[]);
+        let p = plan_at(&desired, &pods, &backoff, &[]);
 
         // Deletes name observed, not-yet-terminating pods, each once.
         let mut seen = BTreeSet::new();
@@ -258,9 +232,9 @@ proptest! {
 
         // Second round without backoff: exactly the desired number of live pods, all current.
         let none = BTreeMap::new();
-        let first = plan_for(&desired, &pods, &none, &[]);
+        let first = plan_at(&desired, &pods, &none, &[]);
         let cluster = next_round(&pods, &first);
-        let second = plan_for(&desired, &cluster, &none, &[]);
+        let second = plan_at(&desired, &cluster, &none, &[]);
         for (k, &kind) in StressKind::ALL.iter().enumerate() {
             let creates = second.creates.iter().filter(|c| c.kind == kind).count();
             let after = live_after(&cluster, &second, kind, creates);
@@ -314,7 +288,7 @@ proptest! {
             }
         }
 
-        let p = plan_for(&desired, &view, &BTreeMap::new(), &in_flight);
+        let p = plan_at(&desired, &view, &BTreeMap::new(), &in_flight);
 
         // Apply to the truth: deletes need the UID to match, creates fail on an existing name.
         let truth_names: BTreeSet<&str> = truth.iter().map(|x| x.name.as_str()).collect();

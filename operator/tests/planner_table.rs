@@ -2,21 +2,17 @@
 //! terminating and stuck pods, a slot's second name, pods in flight, backoff, suspend, foreign pods,
 //! requeue).
 
+mod planner_support;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
+use planner_support::{hash, now, plan_at};
+
 use stressmix_api::workload::StressKind::{self, Cpu, Disk, Memory};
 use stressmix_operator::planner::{
-    Create, DeleteReason, KindDesire, ObservedPod, Phase, Plan, PlanInput, parse_slot, plan,
-    second_name, slot_name,
+    Create, DeleteReason, KindDesire, ObservedPod, Phase, Plan, parse_slot, second_name, slot_name,
 };
-
-const LIFETIME: Duration = Duration::from_secs(150);
-const STUCK: Duration = Duration::from_secs(30);
-
-fn now() -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000)
-}
 
 fn ago(secs: u64) -> SystemTime {
     now() - Duration::from_secs(secs)
@@ -29,7 +25,7 @@ fn pod(kind: StressKind, slot: u32) -> ObservedPod {
         uid: format!("uid-{kind}-{slot}"),
         kind: Some(kind),
         slot: Some(slot),
-        template_hash: Some(format!("hash-{kind}")),
+        template_hash: Some(hash(kind)),
         phase: Phase::Running,
         scheduled: true,
         ready: true,
@@ -42,7 +38,7 @@ fn want(kind: StressKind, replicas: u32) -> KindDesire {
     KindDesire {
         kind,
         replicas,
-        template_hash: format!("hash-{kind}"),
+        template_hash: hash(kind),
     }
 }
 
@@ -55,16 +51,7 @@ fn run_with_backoff(
     pods: &[ObservedPod],
     backoff: &BTreeMap<String, SystemTime>,
 ) -> Plan {
-    plan(&PlanInput {
-        workload: "lab",
-        desired,
-        lifetime: LIFETIME,
-        pods,
-        now: now(),
-        backoff,
-        in_flight: &[],
-        stuck_after: STUCK,
-    })
+    plan_at(desired, pods, backoff, &[])
 }
 
 fn deleted(plan: &Plan) -> Vec<(String, DeleteReason)> {
@@ -279,16 +266,7 @@ fn pods_in_flight_hold_their_slots_and_count_but_are_never_deleted() {
         name: second_name("lab", Cpu, 0),
     }];
     let run_in_flight = |desired: &[KindDesire], pods: &[ObservedPod]| {
-        plan(&PlanInput {
-            workload: "lab",
-            desired,
-            lifetime: LIFETIME,
-            pods,
-            now: now(),
-            backoff: &BTreeMap::new(),
-            in_flight: &in_flight,
-            stuck_after: STUCK,
-        })
+        plan_at(desired, pods, &BTreeMap::new(), &in_flight)
     };
     // The view already lost the old pod of slot 0 but not yet shows its replacement.
     let p = run_in_flight(&[want(Cpu, 2)], &[pod(Cpu, 1)]);
