@@ -218,8 +218,8 @@ async fn run_controllers(
         });
         let controller = Controller::new(workloads, watcher::Config::default())
             // Each reconcile has up to 32 API calls in flight (reconcile.rs). Unbounded parallel
-            // reconciles of 90 new Workloads put thousands of creates in flight at once; the Lease
-            // renewal missed its deadline behind them and RSS reached ~190 MiB (benchmarks.md).
+            // reconciles of 90 new Workloads put thousands of creates in flight at once, and the
+            // Lease renewal missed its deadline behind them (benchmarks.md, "the stall").
             .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
             .owns_stream(pod_events)
             .run(reconcile, error_policy, ctx)
