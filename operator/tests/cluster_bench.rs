@@ -26,6 +26,8 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::watcher;
 use serde_json::json;
+use stressmix_api::workload::{StressKind, Workload};
+use stressmix_operator::podspec::build_pod;
 use tokio::sync::mpsc;
 
 /// Deletions measured per size and controller.
@@ -226,6 +228,24 @@ fn long_lived(mix: &[(&str, u64)]) -> serde_json::Value {
     spec
 }
 
+/// The spec the operator gives each pod of a benchmark Workload (built by its own `build_pod`), so
+/// both controllers create the same pods; only `restartPolicy` differs, as a ReplicaSet requires
+/// `Always`.
+fn operator_pod_spec() -> serde_json::Value {
+    let wl: Workload = serde_json::from_value(json!({
+        "apiVersion": "stressmix.dev/v1alpha1",
+        "kind": "Workload",
+        "metadata": { "name": "bench", "namespace": "bench", "uid": "bench-uid" },
+        "spec": long_lived(&[("cpu", 1)]),
+    }))
+    .expect("benchmark Workload");
+    let entry = wl.spec.entry(StressKind::Cpu).expect("cpu entry");
+    let pod = build_pod(&wl, entry, "bench-cpu-0", "bench", common::TEST_IMAGE).expect("pod");
+    let mut spec = serde_json::to_value(pod.spec).expect("pod spec");
+    spec["restartPolicy"] = json!("Always");
+    spec
+}
+
 async fn create_replicaset(env: &TestEnv, name: &str, replicas: usize) {
     let rs: ReplicaSet = serde_json::from_value(json!({
         "metadata": { "name": name },
@@ -234,11 +254,7 @@ async fn create_replicaset(env: &TestEnv, name: &str, replicas: usize) {
             "selector": { "matchLabels": { "app": name } },
             "template": {
                 "metadata": { "labels": { "app": name } },
-                "spec": { "containers": [{
-                    "name": "stress", "image": "stressmix/stressmix:bench",
-                    "command": ["/usr/local/bin/stressmix-stress", "cpu", "--duration", "0"],
-                    "resources": { "limits": { "cpu": "100m", "memory": "128Mi" } }
-                }]}
+                "spec": operator_pod_spec(),
             }
         }
     }))

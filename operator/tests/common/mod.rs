@@ -25,6 +25,8 @@ pub const KINDS: [&str; 4] = ["cpu", "memory", "io", "disk"];
 pub const LABEL_WORKLOAD: &str = "stressmix.dev/workload";
 pub const LABEL_KIND: &str = "stressmix.dev/kind";
 pub const LABEL_TEMPLATE_HASH: &str = "stressmix.dev/template-hash";
+/// The image the test operators give their pods (kwok never pulls it).
+pub const TEST_IMAGE: &str = "stressmix/stressmix:test";
 
 /// The repository root (operator/..).
 pub fn repo_root() -> PathBuf {
@@ -409,7 +411,7 @@ impl Operator {
                 "--metrics-addr",
                 &metrics_addr,
                 "--default-image",
-                "stressmix/stressmix:test",
+                TEST_IMAGE,
             ])
             .env("RUST_LOG", "info")
             .envs(env.iter().copied())
