@@ -127,13 +127,6 @@ impl RateComputer {
             cgroups.push(ContainerReading {
                 cgroup_id: Some(cgroup.id),
                 cgroup_path: path.into_owned(),
-                container_id: None,
-                pod: None,
-                pod_uid: None,
-                namespace: None,
-                container: None,
-                workload: None,
-                kind: None,
                 cpu_percent,
                 cpu_percent_node: (cpu_percent / f64::from(cpus)).min(100.0),
                 memory_bytes,
@@ -147,6 +140,8 @@ impl RateComputer {
                     self.delta(before.write_bytes, after.write_bytes),
                 ),
                 io_ops_per_sec: per_sec(self.delta(before.io_ops, after.io_ops)),
+                // Attribution (pod, Workload, kind) is the attribution module's job.
+                ..ContainerReading::default()
             });
         }
         Some(IntervalRates {

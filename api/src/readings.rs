@@ -93,8 +93,8 @@ pub struct NodeReading {
     pub cpus: u32,
 }
 
-/// One cgroup's rates over the interval.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One cgroup's rates over the interval. `Default` is a reading of no cgroup, unattributed, all zero.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContainerReading {
     /// Kernel cgroup id (inode of the cgroup directory), when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -89,20 +89,7 @@ mod tests {
         ContainerReading {
             cgroup_id: Some(1),
             cgroup_path: path.to_owned(),
-            container_id: None,
-            pod: None,
-            pod_uid: None,
-            namespace: None,
-            container: None,
-            workload: None,
-            kind: None,
-            cpu_percent: 0.0,
-            cpu_percent_node: 0.0,
-            memory_bytes: 0,
-            memory_percent: 0.0,
-            disk_read_bytes_per_sec: 0.0,
-            disk_write_bytes_per_sec: 0.0,
-            io_ops_per_sec: 0.0,
+            ..ContainerReading::default()
         }
     }
 
