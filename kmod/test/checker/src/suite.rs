@@ -281,8 +281,10 @@ pub fn run(disk: &str) -> Result<()> {
             "write_bytes {}",
             d.write_bytes
         );
+        // drop_caches skips pages that are busy at that instant, so a few pages of the file may be
+        // read from the cache instead of the disk (seen once: 14 KiB short of 32 MiB on 6.1).
         ensure!(
-            (DISK_BYTES..DISK_BYTES + MIB).contains(&d.read_bytes),
+            (DISK_BYTES - MIB..DISK_BYTES + MIB).contains(&d.read_bytes),
             "read_bytes {}",
             d.read_bytes
         );
