@@ -241,8 +241,8 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
             .map(|p| p.name.as_str())
             .chain(in_flight.iter().map(|c| c.name.as_str()))
             .collect();
-        // Slots a new pod must not enter (live pods, failed pods until their backoff is recorded,
-        // pods in flight), and the terminating pods that may keep a slot's two names taken.
+        // Slots a new pod must not enter (live pods, failed pods being deleted, pods in flight),
+        // and the terminating pods that may keep a slot's two names taken.
         let mut held: BTreeSet<u32> = in_flight.iter().map(|c| c.slot).collect();
         let mut terminating: BTreeMap<u32, SystemTime> = BTreeMap::new();
         let mut live: Vec<&ObservedPod> = Vec::new();
@@ -275,8 +275,8 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
             };
             match reason {
                 Some(reason) => {
-                    // A failed pod's replacement waits until the pod is gone, and so until the
-                    // executor has recorded the failure in the slot's backoff.
+                    // A failed pod keeps its slot for this round: the executor records the failure
+                    // in the slot's backoff as it deletes the pod, and the replacement waits for it.
                     if reason == DeleteReason::Failed
                         && let Some(slot) = pod.slot
                     {

@@ -131,7 +131,7 @@ fn a_finished_pod_does_not_count_so_a_free_slot_is_filled_at_once() {
 }
 
 #[test]
-fn a_failed_pod_is_deleted_as_failed_and_holds_its_slot_until_gone() {
+fn a_failed_pod_is_deleted_as_failed_and_holds_its_slot_for_that_round() {
     let mut failed = pod(Memory, 0);
     failed.phase = Phase::Failed;
     let p = run(&[want(Memory, 1)], &[failed.clone()]);
@@ -145,7 +145,8 @@ fn a_failed_pod_is_deleted_as_failed_and_holds_its_slot_until_gone() {
         p.creates.is_empty(),
         "the replacement waits for the failure to enter the slot's backoff"
     );
-    // Once it is terminating, the replacement goes in under the second name.
+    // Next round it is terminating and its failure is in the slot's backoff (here: none left), so
+    // the replacement goes in under the second name.
     failed.deleting = Some(ago(0));
     let p = run(&[want(Memory, 1)], &[failed]);
     assert_eq!(created(&p), ["lab-memory-0-b"]);
