@@ -11,8 +11,8 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector;
 use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
-use kube::{Api, Client};
-use stressmix_api::workload::{LABEL_MANAGED_BY, MANAGED_BY, Workload};
+use kube::{Api, Client, ResourceExt};
+use stressmix_api::workload::{LABEL_MANAGED_BY, LABEL_WORKLOAD, MANAGED_BY, Workload};
 use thiserror::Error;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
@@ -200,8 +200,9 @@ async fn run_controllers(
         .inspect_ok(move |event| {
             if let watcher::Event::Delete(pod) = event
                 && let (Some(ns), Some(name)) = (&pod.metadata.namespace, &pod.metadata.name)
+                && let Some(workload) = pod.labels().get(LABEL_WORKLOAD)
             {
-                forget_deleted.forget(ns, name);
+                forget_deleted.forget(ns, workload, name);
             }
         })
         .touched_objects();

@@ -16,18 +16,16 @@ use crate::planner::Create;
 /// How long an unseen create holds its slot at most.
 pub const IN_FLIGHT_TTL: Duration = Duration::from_secs(30);
 
-#[derive(Debug)]
-struct Entry {
-    workload: String,
-    create: Create,
-    since: Instant,
-}
+/// `(namespace, workload)`.
+type WorkloadKey = (String, String);
+/// One Workload's creates in flight: pod name -> the create and when it was recorded.
+type Creates = HashMap<String, (Create, Instant)>;
 
-/// Creates of one controller run, keyed by `namespace/pod`.
+/// Creates of one controller run, per Workload.
 #[derive(Debug)]
 pub struct InFlight {
     ttl: Duration,
-    entries: Mutex<HashMap<String, Entry>>,
+    entries: Mutex<HashMap<WorkloadKey, Creates>>,
 }
 
 impl InFlight {
@@ -41,52 +39,54 @@ impl InFlight {
 
     /// Records `create` of `workload` before its request is sent.
     pub fn record(&self, namespace: &str, workload: &str, create: &Create) {
-        self.lock().insert(
-            key(namespace, &create.name),
-            Entry {
-                workload: workload.to_owned(),
-                create: create.clone(),
-                since: Instant::now(),
-            },
-        );
+        self.lock()
+            .entry(key(namespace, workload))
+            .or_default()
+            .insert(create.name.clone(), (create.clone(), Instant::now()));
     }
 
-    /// Forgets a pod: its create failed, or the watch reported it deleted.
-    pub fn forget(&self, namespace: &str, pod: &str) {
-        self.lock().remove(&key(namespace, pod));
+    /// Forgets pod `pod` of `workload`: its create failed, or the watch reported it deleted.
+    pub fn forget(&self, namespace: &str, workload: &str, pod: &str) {
+        let mut entries = self.lock();
+        let workload = key(namespace, workload);
+        if let Some(pods) = entries.get_mut(&workload) {
+            pods.remove(pod);
+            if pods.is_empty() {
+                entries.remove(&workload);
+            }
+        }
     }
 
     /// The creates of `workload` still unseen: drops those the cache now holds (`cached`) and those
-    /// older than the TTL, and returns the rest.
+    /// older than the TTL, and returns the rest, by name.
     pub fn pending(
         &self,
         namespace: &str,
         workload: &str,
         cached: impl Fn(&str) -> bool,
     ) -> Vec<Create> {
-        let prefix = format!("{namespace}/");
         let mut entries = self.lock();
-        entries.retain(|k, e| {
-            let ours = k.starts_with(&prefix) && e.workload == workload;
-            !(ours && (cached(&e.create.name) || e.since.elapsed() >= self.ttl))
-        });
-        let mut pending: Vec<Create> = entries
-            .iter()
-            .filter(|(k, e)| k.starts_with(&prefix) && e.workload == workload)
-            .map(|(_, e)| e.create.clone())
-            .collect();
+        let workload = key(namespace, workload);
+        let Some(pods) = entries.get_mut(&workload) else {
+            return Vec::new();
+        };
+        pods.retain(|name, (_, since)| !cached(name) && since.elapsed() < self.ttl);
+        let mut pending: Vec<Create> = pods.values().map(|(c, _)| c.clone()).collect();
+        if pending.is_empty() {
+            entries.remove(&workload);
+        }
         pending.sort_by(|a, b| a.name.cmp(&b.name));
         pending
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<WorkloadKey, Creates>> {
         // A panic while holding the lock leaves the map consistent (single inserts/removes).
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-fn key(namespace: &str, pod: &str) -> String {
-    format!("{namespace}/{pod}")
+fn key(namespace: &str, workload: &str) -> WorkloadKey {
+    (namespace.to_owned(), workload.to_owned())
 }
 
 #[cfg(test)]
@@ -125,7 +125,7 @@ mod tests {
             record.pending("ns", "lab", |_| false),
             vec![create("lab-cpu-0-b", 0)]
         );
-        record.forget("ns", "lab-cpu-0-b");
+        record.forget("ns", "lab", "lab-cpu-0-b");
         assert!(record.pending("ns", "lab", |_| false).is_empty());
         // Other Workloads and namespaces are untouched.
         assert_eq!(

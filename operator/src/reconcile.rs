@@ -380,7 +380,7 @@ async fn execute_creates(
                     // The cache had not seen this pod yet: the name proves it exists already.
                     Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
                     Err(e) => {
-                        in_flight.forget(&namespace, &c.name);
+                        in_flight.forget(&namespace, &workload, &c.name);
                         Err(e)
                     }
                 };
