@@ -36,18 +36,16 @@ impl ReadyGate {
         Self::opened_by(async move { store.wait_until_ready().await.is_ok() })
     }
 
-    /// A gate opened when `ready` resolves to true; false (or never resolving) keeps it shut, and
-    /// dropping the returned future unopened closes it.
+    /// A gate opened when `ready` resolves to true; false, or dropping the returned future before
+    /// it resolves, closes it for good.
     pub fn opened_by(
         ready: impl Future<Output = bool> + Send + 'static,
     ) -> (ReadyGate, impl Future<Output = ()> + Send + 'static) {
         let (tx, rx) = watch::channel(false);
         let opener = async move {
             if ready.await {
-                // No receivers left means no reconcile will ever wait: nothing to tell.
-                let _ = tx.send(true);
-                // Keep the sender until every gate is dropped, so waiters never see it closed.
-                tx.closed().await;
+                // The value outlives the sender: a waiter reads it before it checks for closure.
+                tx.send_replace(true);
             }
         };
         (ReadyGate { ready: rx }, opener)
@@ -103,13 +101,12 @@ mod tests {
         assert!(waiters.iter().all(|w| !w.is_finished()));
         open_tx.send(()).expect("opener listening");
         assert_all_released(waiters).await;
-        // A waiter arriving after opening passes at once.
-        assert_eq!(gate.wait().await, Ok(()));
-        drop(gate);
+        // The opener is done once it has opened; a waiter arriving after that passes at once.
         tokio::time::timeout(Duration::from_secs(5), opener)
             .await
-            .expect("the opener ends once no gate is left")
+            .expect("the opener ends once it has opened the gate")
             .expect("opener task");
+        assert_eq!(gate.wait().await, Ok(()));
     }
 
     #[tokio::test]
@@ -137,7 +134,6 @@ mod tests {
         writer.apply_watcher_event(&watcher::Event::Init);
         writer.apply_watcher_event(&watcher::Event::InitDone);
         assert_all_released(waiters).await;
-        drop(gate);
         opener.await.expect("opener task");
     }
 }
