@@ -23,8 +23,8 @@ here=$root/hack/test-deploy
 . "$here/cluster.sh"
 # shellcheck source=hack/test-deploy/rbac.sh
 . "$here/rbac.sh"
-# shellcheck source=hack/test-deploy/kmod-loader.sh
-. "$here/kmod-loader.sh"
+# shellcheck source=hack/test-deploy/kmod-build.sh
+. "$here/kmod-build.sh"
 # shellcheck source=hack/test-deploy/kind-config.sh
 . "$here/kind-config.sh"
 
@@ -58,9 +58,9 @@ static_checks() {
 	local scripts f
 	td_log "static checks"
 	"$here/deps.sh"
-	scripts=(hack/kind-up.sh hack/kind-down.sh images/kmod-build-and-load.sh
+	scripts=(hack/kind-up.sh hack/kind-down.sh images/kmod-build.sh
 		hack/test-deploy/run.sh hack/test-deploy/deps.sh hack/test-deploy/lib.sh hack/test-deploy/chart.sh
-		hack/test-deploy/cluster.sh hack/test-deploy/rbac.sh hack/test-deploy/kmod-loader.sh
+		hack/test-deploy/cluster.sh hack/test-deploy/rbac.sh hack/test-deploy/kmod-build.sh
 		hack/test-deploy/kind-config.sh)
 	for f in "${scripts[@]}"; do
 		if bash -n "$f"; then pass "bash -n $f"; else fail "bash -n $f"; fi
@@ -106,7 +106,7 @@ dashboards() {
 }
 
 static_checks
-kmod_loader_checks
+kmod_build_checks
 kind_config_checks
 
 testenv_ok=false

@@ -127,12 +127,38 @@ build_kwok() {
   mv "$KWOK_DIR/stages.yaml.tmp" "$KWOK_DIR/stages.yaml"
 }
 
+# helm's release ldflags (its Makefile): the version, and the Kubernetes version helm assumes without a
+# cluster (`helm template`, lint) = client-go's v0.X.Y as 1.X. Left unset, helm assumes 1.20 and refuses
+# any chart with kubeVersion >= 1.21. The module proxy carries no commit for the tag, so gitCommit stays
+# empty. The ldflags are the cache key: a helm built with other flags is rebuilt.
+helm_ldflags() {
+  local gomod client_go minor
+  gomod=$(go mod download -json "helm.sh/helm/v3@$HELM_VERSION" | jq -r .GoMod) ||
+    die "cannot download helm.sh/helm/v3@$HELM_VERSION from the module proxy"
+  client_go=$(awk '$1 == "k8s.io/client-go" { print $2; exit }' "$gomod")
+  minor=${client_go#v0.}; minor=${minor%%.*}
+  [[ $client_go == v0.* && $minor =~ ^[0-9]+$ ]] || die "helm $HELM_VERSION: cannot read k8s.io/client-go's version from $gomod"
+  local flags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  flags+=" -X helm.sh/helm/v3/internal/version.metadata= -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+  local pkg
+  for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+    flags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$minor"
+  done
+  echo "$flags"
+}
+
 build_helm() {
-  [ -x "$HELM_DIR/helm" ] && return 0
   go_env
+  local ldflags
+  ldflags=$(helm_ldflags)
+  if [ -x "$HELM_DIR/helm" ] && [ "$(cat "$HELM_DIR/ldflags" 2>/dev/null)" = "$ldflags" ]; then
+    return 0
+  fi
   mkdir -p "$HELM_DIR"
+  rm -f "$HELM_DIR/helm" "$HELM_DIR/ldflags"
   GOBIN=$HELM_DIR _run_build "helm $HELM_VERSION" "$HELM_DIR/build.log" \
-    go install -v -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+    go install -v -ldflags "$ldflags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  echo "$ldflags" >"$HELM_DIR/ldflags"
 }
 
 build_all() {
