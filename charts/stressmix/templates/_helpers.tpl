@@ -88,3 +88,30 @@ rules:
     resources: [events]
     verbs: [create, patch]
 {{- end }}
+
+{{/* A generated secret value kept across upgrades: the value under KEY of the existing Secret NAME in
+the release namespace, else LENGTH random characters. Call with (list $ NAME KEY LENGTH). */}}
+{{- define "stressmix.keptSecretValue" -}}
+{{- $root := index . 0 -}}
+{{- $existing := lookup "v1" "Secret" $root.Release.Namespace (index . 1) -}}
+{{- if and $existing $existing.data (index $existing.data (index . 2)) -}}
+{{- index $existing.data (index . 2) | b64dec -}}
+{{- else -}}
+{{- randAlphaNum (int (index . 3)) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Name of the Secret holding the ingest token: the user's, or the one the chart makes. */}}
+{{- define "stressmix.ingestTokenSecret" -}}
+{{- default (include "stressmix.componentName" (list . "ingest-token")) .Values.ingestToken.existingSecret -}}
+{{- end -}}
+
+{{/* env entry NAME = the ingest token. Call with (list $ NAME). */}}
+{{- define "stressmix.ingestTokenEnv" -}}
+{{- $root := index . 0 -}}
+- name: {{ index . 1 }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "stressmix.ingestTokenSecret" $root }}
+      key: {{ $root.Values.ingestToken.key }}
+{{- end -}}
