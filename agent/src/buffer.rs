@@ -77,6 +77,7 @@ pub(crate) fn test_batch(sequence: u64) -> ReadingBatch {
         sequence,
         timestamp_ms: 1_700_000_000_000 + sequence,
         source: ReadingSource::Cgroupfs,
+        source_reason: None,
         node: NodeReading {
             memory_total_bytes: 1,
             memory_free_bytes: 1,

@@ -32,6 +32,8 @@ pub mod limits {
     pub const MAX_POD_UID: usize = 64;
     /// Stress kind ("cpu", "memory", "io", "disk", "system", ...).
     pub const MAX_KIND: usize = 63;
+    /// One human line saying why the agent reads the source it reads.
+    pub const MAX_SOURCE_REASON: usize = 1024;
     /// Timestamps must fall before 3000-01-01 (epoch ms); catches seconds/nanoseconds mix-ups.
     pub const MAX_TIMESTAMP_MS: u64 = 32_503_680_000_000;
     /// Integers are stored as SQLite INTEGER (i64).
@@ -74,6 +76,10 @@ pub struct ReadingBatch {
     pub timestamp_ms: u64,
     /// Where the counters came from.
     pub source: ReadingSource,
+    /// Why this source, as `<cause>: <one human line>`: set when the agent fell back to cgroupfs
+    /// (e.g. `no-headers: ...`), or reads a module of another build (`stale-module: ...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_reason: Option<String>,
     /// Whole-node values.
     pub node: NodeReading,
     /// One entry per cgroup.
@@ -225,6 +231,11 @@ impl ReadingBatch {
             ));
         }
         check_integer(&name("sequence"), self.sequence)?;
+        check_optional_text(
+            &name("source_reason"),
+            self.source_reason.as_deref(),
+            limits::MAX_SOURCE_REASON,
+        )?;
         if self.timestamp_ms == 0 || self.timestamp_ms > limits::MAX_TIMESTAMP_MS {
             return Err(invalid(
                 "timestamp_ms",
@@ -389,6 +400,15 @@ mod tests {
         let mut batch = example();
         batch.sequence = u64::MAX;
         assert_eq!(batch.validate().expect_err("seq").field, "sequence");
+
+        let mut batch = example();
+        batch.source_reason = Some("r".repeat(limits::MAX_SOURCE_REASON + 1));
+        assert_eq!(
+            batch.validate().expect_err("long reason").field,
+            "source_reason"
+        );
+        batch.source_reason = Some("no-headers: no kernel headers for 6.1.0-57-amd64".into());
+        batch.validate().expect("a one-line reason is valid");
 
         let mut batch = example();
         batch.containers[1].pod = Some("p".repeat(limits::MAX_NAME + 1));

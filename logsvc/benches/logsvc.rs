@@ -57,6 +57,7 @@ fn batch(node: usize, sequence: u64, ts: u64) -> ReadingBatch {
         sequence,
         timestamp_ms: ts,
         source: ReadingSource::Module,
+        source_reason: None,
         node: NodeReading {
             memory_total_bytes: 24 << 30,
             memory_free_bytes: 12 << 30,

@@ -33,6 +33,36 @@ async fn stores_a_batch_once_and_reports_duplicates() {
 }
 
 #[tokio::test]
+async fn stores_why_the_agent_read_its_source() {
+    let app = app(Config::for_tests());
+    let mut batch = example_value();
+    batch["source"] = json!("cgroupfs");
+    batch["source_reason"] = json!("no-headers: no kernel headers for 6.1.0-57-amd64");
+    let stored = post_json(&app, batch.to_string()).await;
+    assert_eq!(stored.status, StatusCode::OK, "{}", stored.text());
+    let rows = app
+        .db
+        .read(|conn| {
+            let mut q = conn.prepare("SELECT source, source_reason FROM batches")?;
+            let rows = q
+                .query_map([], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+        .expect("read batches");
+    assert_eq!(
+        rows,
+        vec![(
+            "cgroupfs".to_owned(),
+            Some("no-headers: no kernel headers for 6.1.0-57-amd64".to_owned())
+        )]
+    );
+}
+
+#[tokio::test]
 async fn wrong_content_type_is_415_json() {
     let app = app(Config::for_tests());
     for content_type in [

@@ -115,10 +115,25 @@ fn open_writer(path: &str, synchronous: Synchronous) -> Result<Connection, Store
          PRAGMA journal_size_limit = 67108864;"
     ))?;
     conn.execute_batch(include_str!("schema.sql"))?;
+    add_missing_columns(&conn)?;
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;",
     )?;
     Ok(conn)
+}
+
+/// Columns added after a table was first created: `CREATE TABLE IF NOT EXISTS` leaves an older
+/// database's table as it was, so add them here (a NULL column costs nothing in existing rows).
+fn add_missing_columns(conn: &Connection) -> Result<(), StoreError> {
+    let has_reason: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('batches') WHERE name = 'source_reason')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_reason {
+        conn.execute_batch("ALTER TABLE batches ADD COLUMN source_reason TEXT;")?;
+    }
+    Ok(())
 }
 
 impl Db {
@@ -231,6 +246,37 @@ impl Db {
         let handle = self.writer_thread.lock().ok().and_then(|mut h| h.take());
         if let Some(handle) = handle {
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_older_database_gains_the_source_reason_column() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("old.db");
+        let path = path.to_str().expect("utf-8 path");
+        let old = Connection::open(path).expect("open");
+        old.execute_batch(
+            "CREATE TABLE batches (boot INTEGER NOT NULL, sequence INTEGER NOT NULL,
+                 ts INTEGER NOT NULL, node_id INTEGER NOT NULL, received_ms INTEGER NOT NULL,
+                 readings INTEGER NOT NULL, source TEXT NOT NULL, PRIMARY KEY (boot, sequence))
+                 WITHOUT ROWID;
+             INSERT INTO batches VALUES (1, 0, 1, 1, 1, 0, 'module');",
+        )
+        .expect("old schema");
+        drop(old);
+        for _ in 0..2 {
+            let conn = open_writer(path, Synchronous::Normal).expect("reopen migrates");
+            let kept: (String, Option<String>) = conn
+                .query_row("SELECT source, source_reason FROM batches", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .expect("old row");
+            assert_eq!(kept, ("module".to_owned(), None));
         }
     }
 }

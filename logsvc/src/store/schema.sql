@@ -16,6 +16,8 @@ CREATE TABLE IF NOT EXISTS batches (
     received_ms INTEGER NOT NULL,
     readings    INTEGER NOT NULL,
     source      TEXT NOT NULL,
+    -- Why the agent read that source (its batch's source_reason), NULL when it gave none.
+    source_reason TEXT,
     PRIMARY KEY (boot, sequence)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS batches_ts ON batches (ts);

@@ -236,8 +236,9 @@ fn store_batch(
     };
     let inserted = tx
         .prepare_cached(
-            "INSERT OR IGNORE INTO batches (boot, sequence, ts, node_id, received_ms, readings, source)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT OR IGNORE INTO batches (boot, sequence, ts, node_id, received_ms, readings, source,
+                 source_reason)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?
         .execute(params![
             boot,
@@ -246,7 +247,8 @@ fn store_batch(
             node_id,
             received_ms,
             readings as i64,
-            batch.source.as_str()
+            batch.source.as_str(),
+            batch.source_reason.as_deref()
         ])?;
     if inserted == 0 {
         return Ok(IngestOutcome {

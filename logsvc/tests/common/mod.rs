@@ -145,6 +145,7 @@ pub fn batch(
         sequence,
         timestamp_ms: ts,
         source: ReadingSource::Module,
+        source_reason: None,
         node: NodeReading {
             memory_total_bytes: 8 << 30,
             memory_free_bytes: 4 << 30,
