@@ -18,6 +18,7 @@ pub struct Collector {
     next_sequence: u64,
     metrics: Arc<Metrics>,
     warned_truncated: bool,
+    source_reason: Option<String>,
 }
 
 impl Collector {
@@ -31,7 +32,14 @@ impl Collector {
             next_sequence: 0,
             metrics,
             warned_truncated: false,
+            source_reason: None,
         }
+    }
+
+    /// Why this source (`<cause>: <reason>`), carried by every batch.
+    pub fn with_source_reason(mut self, reason: Option<String>) -> Self {
+        self.source_reason = reason;
+        self
     }
 
     /// Take one reading. `Ok(None)` on the first interval (rates need two readings).
@@ -80,6 +88,7 @@ impl Collector {
             sequence,
             timestamp_ms: rates.timestamp_ms,
             source: self.source.kind(),
+            source_reason: self.source_reason.clone(),
             node: rates.node,
             containers: rates.cgroups,
         }))
@@ -126,12 +135,14 @@ mod tests {
         std::fs::write(work.join("cpu.stat"), "usage_usec 0\n").expect("write");
         let reader = CgroupfsReader::new(root, "/proc".into(), false);
         let metrics = Metrics::new();
+        let reason = "no-headers: no kernel headers for 6.1.0-99-amd64";
         let mut c = Collector::new(
             Source::Cgroupfs(reader),
             "node-a".into(),
             new_boot_id(),
             metrics.clone(),
-        );
+        )
+        .with_source_reason(Some(reason.into()));
         let pods = PodIndex::new();
         assert!(c.collect(&pods).expect("first").is_none());
         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -141,6 +152,10 @@ mod tests {
         let b1 = c.collect(&pods).expect("third").expect("batch");
         assert_eq!((b0.sequence, b1.sequence), (0, 1));
         assert_eq!(b0.source, ReadingSource::Cgroupfs);
+        assert_eq!(b0.source_reason.as_deref(), Some(reason));
+        assert_eq!(b1.source_reason.as_deref(), Some(reason));
+        let wire: serde_json::Value = serde_json::to_value(&b0).expect("json");
+        assert_eq!(wire["source_reason"], reason);
         b0.validate().expect("valid batch");
         assert_eq!(b0.containers.len(), 1);
         assert_eq!(b0.containers[0].cgroup_path, "/work");

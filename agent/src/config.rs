@@ -16,6 +16,13 @@ pub enum SourceChoice {
     Cgroupfs,
 }
 
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Load the kernel module (the kmod-load init container): write the status file, print one
+    /// line, exit 0 whatever happened (2 on a usage error).
+    LoadModule(crate::load_module::LoadModuleArgs),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Json,
@@ -27,6 +34,10 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Parser)]
 #[command(name = "stressmix-agent", version)]
 pub struct Config {
+    /// Without a subcommand the agent runs; `load-module` is the kmod-load init container.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// This node's name (set it from the downward API `spec.nodeName`); default: the hostname.
     #[arg(long, env = "STRESSMIX_NODE_NAME")]
     pub node_name: Option<String>,
@@ -71,6 +82,11 @@ pub struct Config {
     /// one kernel.
     #[arg(long, env = "STRESSMIX_UNLOAD_ON_EXIT")]
     pub unload_on_exit: bool,
+
+    /// The status `load-module` wrote (the kmod-load init container): when the agent reads cgroupfs,
+    /// its cause and reason go into every batch (`source_reason`), a metric and the log.
+    #[arg(long, env = "STRESSMIX_MODULE_STATUS_FILE")]
+    pub module_status_file: Option<PathBuf>,
 
     /// The cgroup v2 mount read by the fallback.
     #[arg(long, env = "STRESSMIX_CGROUP_ROOT", default_value = "/sys/fs/cgroup")]
@@ -156,5 +172,25 @@ mod tests {
         assert!(c.buffer_batches as u64 * c.interval.as_secs() >= 600);
         assert!(!c.unload_on_exit);
         assert_eq!(c.metrics_addr.port(), 9100);
+        assert!(c.command.is_none());
+    }
+
+    #[test]
+    fn the_flat_flags_still_run_the_agent() {
+        let c = Config::try_parse_from([
+            "stressmix-agent",
+            "--source",
+            "auto",
+            "--proc-name=stressmix",
+            "--cgroup-root=/host/sys/fs/cgroup",
+            "--module-status-file",
+            "/var/run/stressmix-kmod/status",
+        ])
+        .expect("flags");
+        assert!(c.command.is_none());
+        assert_eq!(
+            c.module_status_file.as_deref(),
+            Some(std::path::Path::new("/var/run/stressmix-kmod/status"))
+        );
     }
 }

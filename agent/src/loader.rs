@@ -4,6 +4,10 @@
 //! All kind nodes share one kernel, so a module loaded by another node's agent is fine (`EEXIST`), and
 //! unloading from one node would pull it from under every other node: the agent unloads only when told
 //! to, and only a module it loaded itself.
+//!
+//! A module already loaded is compared with the `.ko` by the build identity the kernel publishes
+//! (`/sys/module/<name>/srcversion`, modpost's hash of the sources, and `version`): another build is
+//! `StaleModule`, never silently taken for this one.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -12,7 +16,8 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::modinfo::{ModinfoError, parse_modinfo};
+use crate::modinfo::{Modinfo, ModinfoError, parse_modinfo};
+use crate::module_status::Cause;
 
 /// What the agent needs to find or load the module.
 #[derive(Debug, Clone)]
@@ -72,6 +77,81 @@ pub enum LoadError {
     Syscall { path: PathBuf, source: io::Error },
     #[error("module {name} loaded but {proc} did not appear (wrong proc_name parameter?)")]
     ProcMissingAfterLoad { name: String, proc: PathBuf },
+    #[error(
+        "module {name} is already loaded from another build ({loaded}) than {path} ({ko}): \
+         unload it (rmmod {name}) so the new build can load"
+    )]
+    StaleModule {
+        name: String,
+        path: PathBuf,
+        loaded: String,
+        ko: String,
+    },
+}
+
+impl LoadError {
+    /// The cause the status file and the metric name.
+    pub fn cause(&self) -> Cause {
+        match self {
+            LoadError::NotConfigured { .. } => Cause::NotConfigured,
+            LoadError::Read { .. } | LoadError::BadModule { .. } | LoadError::NoVermagic { .. } => {
+                Cause::BadModule
+            }
+            LoadError::VermagicMismatch { .. } => Cause::VermagicMismatch,
+            // ENOEXEC is the kernel's own vermagic/modversions (or format) check failing.
+            LoadError::Syscall { source, .. } if source.raw_os_error() == Some(libc::ENOEXEC) => {
+                Cause::VermagicMismatch
+            }
+            LoadError::Syscall { .. } => Cause::LoadFailed,
+            LoadError::LockedDown { .. } => Cause::Lockdown,
+            LoadError::SignatureRejected => Cause::SignatureRejected,
+            LoadError::NotPermitted => Cause::MissingCapability,
+            LoadError::ProcMissingAfterLoad { .. } => Cause::ProcMissing,
+            LoadError::StaleModule { .. } => Cause::StaleModule,
+        }
+    }
+}
+
+/// What the kernel publishes about a loaded module in `/sys/module/<name>/`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ModuleBuild {
+    /// `MODULE_VERSION`.
+    pub version: Option<String>,
+    /// modpost's checksum of the module's sources.
+    pub srcversion: Option<String>,
+}
+
+impl ModuleBuild {
+    pub fn of_ko(info: &Modinfo) -> Self {
+        ModuleBuild {
+            version: info.get("version").map(str::to_owned),
+            srcversion: info.get("srcversion").map(str::to_owned),
+        }
+    }
+
+    /// Same build, as far as both sides tell: srcversion when both have it, else the version.
+    pub fn same_as(&self, other: &ModuleBuild) -> bool {
+        match (
+            (&self.srcversion, &other.srcversion),
+            (&self.version, &other.version),
+        ) {
+            ((Some(a), Some(b)), _) => a == b,
+            (_, (Some(a), Some(b))) => a == b,
+            _ => true,
+        }
+    }
+}
+
+impl std::fmt::Display for ModuleBuild {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let unknown = "unknown";
+        write!(
+            f,
+            "version {}, srcversion {}",
+            self.version.as_deref().unwrap_or(unknown),
+            self.srcversion.as_deref().unwrap_or(unknown)
+        )
+    }
 }
 
 /// The kernel interfaces the loader uses; a trait so the decisions can be tested without a kernel.
@@ -82,10 +162,26 @@ pub trait Kernel {
     fn finit_module(&self, file: &File, params: &str) -> io::Result<()>;
     fn delete_module(&self, name: &str) -> io::Result<()>;
     fn exists(&self, path: &Path) -> bool;
+    /// The build of the loaded module `name`; `None` when it is not loaded.
+    fn loaded_module(&self, name: &str) -> Option<ModuleBuild>;
 }
 
 /// The running kernel.
-pub struct LiveKernel;
+pub struct LiveKernel {
+    /// securityfs' lockdown file. In a pod it must be the host's (a hostPath mount): the pod's own
+    /// /sys/kernel/security is not the host's view.
+    pub lockdown_file: PathBuf,
+}
+
+pub const DEFAULT_LOCKDOWN_FILE: &str = "/sys/kernel/security/lockdown";
+
+impl Default for LiveKernel {
+    fn default() -> Self {
+        LiveKernel {
+            lockdown_file: DEFAULT_LOCKDOWN_FILE.into(),
+        }
+    }
+}
 
 impl Kernel for LiveKernel {
     fn release(&self) -> io::Result<String> {
@@ -96,7 +192,7 @@ impl Kernel for LiveKernel {
     }
 
     fn lockdown_mode(&self) -> Option<String> {
-        std::fs::read_to_string("/sys/kernel/security/lockdown")
+        std::fs::read_to_string(&self.lockdown_file)
             .ok()
             .and_then(|s| active_lockdown_mode(&s))
     }
@@ -135,6 +231,23 @@ impl Kernel for LiveKernel {
     fn exists(&self, path: &Path) -> bool {
         path.exists()
     }
+
+    fn loaded_module(&self, name: &str) -> Option<ModuleBuild> {
+        let dir = Path::new("/sys/module").join(name);
+        // Built-in code also has a /sys/module directory; only a loaded module has `initstate`.
+        if !dir.join("initstate").exists() {
+            return None;
+        }
+        let read = |file: &str| {
+            std::fs::read_to_string(dir.join(file))
+                .ok()
+                .map(|s| s.trim().to_owned())
+        };
+        Some(ModuleBuild {
+            version: read("version"),
+            srcversion: read("srcversion"),
+        })
+    }
 }
 
 /// The bracketed word of `/sys/kernel/security/lockdown` (`none [integrity] confidentiality`).
@@ -149,13 +262,15 @@ pub fn ensure_module(
     kernel: &impl Kernel,
     config: &ModuleConfig,
 ) -> Result<ModuleState, LoadError> {
-    if kernel.exists(&config.proc_path) {
-        return Ok(ModuleState::AlreadyPresent);
-    }
+    let proc_present = kernel.exists(&config.proc_path);
     let Some(path) = &config.ko_path else {
-        return Err(LoadError::NotConfigured {
-            proc: config.proc_path.clone(),
-        });
+        return if proc_present {
+            Ok(ModuleState::AlreadyPresent)
+        } else {
+            Err(LoadError::NotConfigured {
+                proc: config.proc_path.clone(),
+            })
+        };
     };
     let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
         path: path.clone(),
@@ -165,6 +280,25 @@ pub fn ensure_module(
         path: path.clone(),
         source,
     })?;
+    let name = info.get("name").map(str::to_owned).unwrap_or_else(|| {
+        path.file_stem()
+            .map(|s| s.to_string_lossy().replace('-', "_"))
+            .unwrap_or_default()
+    });
+    if let Some(loaded) = kernel.loaded_module(&name) {
+        let ko = ModuleBuild::of_ko(&info);
+        if !loaded.same_as(&ko) {
+            return Err(LoadError::StaleModule {
+                name,
+                path: path.clone(),
+                loaded: loaded.to_string(),
+                ko: ko.to_string(),
+            });
+        }
+    }
+    if proc_present {
+        return Ok(ModuleState::AlreadyPresent);
+    }
     let module_release = info
         .vermagic_release()
         .ok_or_else(|| LoadError::NoVermagic { path: path.clone() })?;
@@ -179,11 +313,6 @@ pub fn ensure_module(
             kernel_release,
         });
     }
-    let name = info.get("name").map(str::to_owned).unwrap_or_else(|| {
-        path.file_stem()
-            .map(|s| s.to_string_lossy().replace('-', "_"))
-            .unwrap_or_default()
-    });
     let file = File::open(path).map_err(|source| LoadError::Read {
         path: path.clone(),
         source,
@@ -239,24 +368,30 @@ pub fn unload_if_ours(
     }
 }
 
+/// The fake kernel of the loader's and load-module's tests.
 #[cfg(test)]
-mod tests {
+pub(crate) mod fake {
     use super::*;
     use crate::modinfo::fake_elf;
     use std::cell::{Cell, RefCell};
 
-    struct FakeKernel {
-        release: String,
-        lockdown: Option<String>,
-        load_result: Option<i32>,
-        proc_present: Cell<bool>,
-        proc_after_load: bool,
-        loads: Cell<u32>,
-        unloaded: RefCell<Vec<String>>,
+    /// A kernel that answers from its fields and records what it was asked.
+    pub(crate) struct FakeKernel {
+        pub release: String,
+        pub lockdown: Option<String>,
+        /// `None`: finit_module succeeds; `Some(errno)`: it fails so.
+        pub load_result: Option<i32>,
+        pub proc_present: Cell<bool>,
+        pub proc_after_load: bool,
+        pub loads: Cell<u32>,
+        pub params: RefCell<Vec<String>>,
+        pub unloaded: RefCell<Vec<String>>,
+        /// The build of the module the kernel holds, if any.
+        pub loaded: RefCell<Option<ModuleBuild>>,
     }
 
     impl FakeKernel {
-        fn new(load_result: Option<i32>) -> Self {
+        pub fn new(load_result: Option<i32>) -> Self {
             FakeKernel {
                 release: "6.1.0-56-amd64".into(),
                 lockdown: None,
@@ -264,7 +399,9 @@ mod tests {
                 proc_present: Cell::new(false),
                 proc_after_load: true,
                 loads: Cell::new(0),
+                params: RefCell::new(Vec::new()),
                 unloaded: RefCell::new(Vec::new()),
+                loaded: RefCell::new(None),
             }
         }
     }
@@ -276,11 +413,13 @@ mod tests {
         fn lockdown_mode(&self) -> Option<String> {
             self.lockdown.clone()
         }
-        fn finit_module(&self, _file: &File, _params: &str) -> io::Result<()> {
+        fn finit_module(&self, _file: &File, params: &str) -> io::Result<()> {
             self.loads.set(self.loads.get() + 1);
+            self.params.borrow_mut().push(params.to_owned());
             match self.load_result {
                 None => {
                     self.proc_present.set(self.proc_after_load);
+                    self.loaded.replace(Some(ModuleBuild::default()));
                     Ok(())
                 }
                 Some(errno) => {
@@ -298,14 +437,35 @@ mod tests {
         fn exists(&self, _path: &Path) -> bool {
             self.proc_present.get()
         }
+        fn loaded_module(&self, _name: &str) -> Option<ModuleBuild> {
+            self.loaded.borrow().clone()
+        }
     }
 
-    fn module_file(dir: &Path, vermagic: &str) -> PathBuf {
-        let modinfo = format!("name=stressmix\0vermagic={vermagic}\0");
+    /// A `.ko` named stressmix with this vermagic (and srcversion, when given).
+    pub(crate) fn module_file(dir: &Path, vermagic: &str) -> PathBuf {
+        module_build_file(dir, vermagic, None)
+    }
+
+    pub(crate) fn module_build_file(
+        dir: &Path,
+        vermagic: &str,
+        srcversion: Option<&str>,
+    ) -> PathBuf {
+        let mut modinfo = format!("name=stressmix\0version=0.1.0\0vermagic={vermagic}\0");
+        if let Some(src) = srcversion {
+            modinfo.push_str(&format!("srcversion={src}\0"));
+        }
         let path = dir.join("stressmix.ko");
         std::fs::write(&path, fake_elf(&[(".modinfo", modinfo.as_bytes())])).expect("write");
         path
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fake::*;
+    use super::*;
 
     fn config(ko: Option<PathBuf>, unload: bool) -> ModuleConfig {
         ModuleConfig {
@@ -447,5 +607,48 @@ mod tests {
             Some("confidentiality".into())
         );
         assert_eq!(active_lockdown_mode(""), None);
+    }
+
+    #[test]
+    fn a_loaded_module_of_another_build_is_stale_and_not_reused() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let ko = module_build_file(dir.path(), "6.1.0-56-amd64 SMP ", Some("NEWBUILD"));
+        let k = FakeKernel::new(Some(libc::EEXIST));
+        k.proc_present.set(true);
+        k.loaded.replace(Some(ModuleBuild {
+            version: Some("0.1.0".into()),
+            srcversion: Some("OLDBUILD".into()),
+        }));
+        let err = ensure_module(&k, &config(Some(ko.clone()), false)).expect_err("stale");
+        assert_eq!(err.cause(), Cause::StaleModule);
+        let text = err.to_string();
+        assert!(
+            text.contains("OLDBUILD")
+                && text.contains("NEWBUILD")
+                && text.contains("rmmod stressmix"),
+            "{text}"
+        );
+        assert_eq!(k.loads.get(), 0);
+
+        k.loaded.replace(Some(ModuleBuild {
+            version: Some("0.1.0".into()),
+            srcversion: Some("NEWBUILD".into()),
+        }));
+        assert_eq!(
+            ensure_module(&k, &config(Some(ko), false)).expect("same build"),
+            ModuleState::AlreadyPresent
+        );
+    }
+
+    #[test]
+    fn builds_compare_by_srcversion_then_version() {
+        let b = |v: Option<&str>, s: Option<&str>| ModuleBuild {
+            version: v.map(str::to_owned),
+            srcversion: s.map(str::to_owned),
+        };
+        assert!(b(Some("1"), Some("A")).same_as(&b(Some("2"), Some("A"))));
+        assert!(!b(Some("1"), Some("A")).same_as(&b(Some("1"), Some("B"))));
+        assert!(!b(Some("1"), None).same_as(&b(Some("2"), Some("B"))));
+        assert!(b(None, None).same_as(&b(Some("2"), Some("B"))));
     }
 }

@@ -16,6 +16,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::module_status::Cause;
+
 type Labels = Vec<(&'static str, &'static str)>;
 
 /// Why a batch left the buffer without being stored.
@@ -58,6 +60,9 @@ pub struct Metrics {
     pub collection_errors: Counter,
     /// 1 for the source in use (`module` or `cgroupfs`).
     source: Family<Labels, Gauge>,
+    /// 1 for the source in use and why (`cause` from a closed set, `none` when the module is in use
+    /// as expected).
+    source_info: Family<Labels, Gauge>,
     /// Counter decreases (resets) seen while computing rates.
     pub counter_resets: Counter,
     last_success_unix_ms: AtomicU64,
@@ -114,6 +119,12 @@ impl Metrics {
             "1 for the counter source in use (module or cgroupfs)",
             source.clone(),
         );
+        let source_info = Family::<Labels, Gauge>::default();
+        registry.register(
+            "source_info",
+            "1 for the counter source in use and the cause when it is not the module as expected",
+            source_info.clone(),
+        );
         let counter_resets = Counter::default();
         registry.register(
             "counter_resets",
@@ -141,6 +152,7 @@ impl Metrics {
             collection_seconds,
             collection_errors,
             source,
+            source_info,
             counter_resets,
             last_success_unix_ms: AtomicU64::new(0),
         })
@@ -164,6 +176,16 @@ impl Metrics {
                 .get_or_create(&vec![("source", s)])
                 .set(i64::from(s == source));
         }
+    }
+
+    /// Why the agent reads `source`; set once at start.
+    pub fn set_source_cause(&self, source: &'static str, cause: Option<Cause>) {
+        self.source_info
+            .get_or_create(&vec![
+                ("source", source),
+                ("cause", cause.map_or("none", Cause::as_str)),
+            ])
+            .set(1);
     }
 
     pub fn collection_succeeded(&self) {
@@ -240,6 +262,7 @@ mod tests {
         m.readings.inc_by(3);
         m.dropped(DropReason::BufferFull, 2);
         m.set_source("cgroupfs");
+        m.set_source_cause("cgroupfs", Some(Cause::NoHeaders));
         let text = m.encode();
         for needle in [
             "stressmix_agent_readings_total 3",
@@ -251,6 +274,7 @@ mod tests {
             "stressmix_agent_collection_seconds_count 0",
             "stressmix_agent_source{source=\"cgroupfs\"} 1",
             "stressmix_agent_source{source=\"module\"} 0",
+            "stressmix_agent_source_info{source=\"cgroupfs\",cause=\"no-headers\"} 1",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }

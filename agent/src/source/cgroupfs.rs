@@ -93,14 +93,27 @@ impl CgroupfsReader {
         }
     }
 
-    /// Is this a cgroup v2 hierarchy the fallback can read?
+    /// Is this a cgroup v2 hierarchy the fallback can read? cgroup v1 (per-controller hierarchies
+    /// with `tasks` files, no `cgroup.controllers` at the root) is named as such.
     pub fn check(&self) -> Result<(), SourceError> {
         let controllers = self.root.join("cgroup.controllers");
-        std::fs::metadata(&controllers)
-            .map(|_| ())
-            .map_err(|source| SourceError::Read {
+        match std::fs::metadata(&controllers) {
+            Ok(_) => Ok(()),
+            Err(_) if self.looks_like_cgroup_v1() => Err(SourceError::CgroupV1 {
+                root: self.root.clone(),
+            }),
+            Err(source) => Err(SourceError::Read {
                 path: controllers,
                 source,
+            }),
+        }
+    }
+
+    fn looks_like_cgroup_v1(&self) -> bool {
+        self.root.join("tasks").exists()
+            || std::fs::read_dir(&self.root).is_ok_and(|dirs| {
+                dirs.filter_map(Result::ok)
+                    .any(|d| d.path().join("tasks").exists())
             })
     }
 
@@ -219,10 +232,14 @@ impl CgroupfsReader {
         }
         // Without cgroup.procs the directory is gone (or is not a cgroup): skip it.
         let procs = read("cgroup.procs")?;
+        // A process outside the reader's pid namespace reads as pid 0: it counts, but only a
+        // visible pid can be the main process. The agent pod runs with hostPID, so /proc (the
+        // proc root) is the host's and every pid is visible.
         let pids: Vec<u32> = procs
             .lines()
             .filter_map(|l| l.trim().parse().ok())
             .collect();
+        let visible: Vec<u32> = pids.iter().copied().filter(|&p| p != 0).collect();
         let threads = read("cgroup.threads").map_or(0, |t| t.lines().count());
         Some(Entry {
             id,
@@ -235,7 +252,7 @@ impl CgroupfsReader {
                 processes: u32::try_from(pids.len()).unwrap_or(u32::MAX),
                 threads: u32::try_from(threads).unwrap_or(u32::MAX),
             },
-            main_process: self.main_process(&pids),
+            main_process: self.main_process(&visible),
         })
     }
 
@@ -528,7 +545,36 @@ mod tests {
         assert!(s.cgroups.iter().all(|c| c.path.to_string() != "/half-gone"));
         let missing = CgroupfsReader::new(t.root.join("nope"), t.proc_root.clone(), false);
         assert!(missing.read().is_err());
-        assert!(missing.check().is_err());
+        assert!(matches!(missing.check(), Err(SourceError::Read { .. })));
+    }
+
+    #[test]
+    fn cgroup_v1_is_named() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        for controller in ["cpu,cpuacct", "memory"] {
+            let dir = tmp.path().join(controller);
+            fs::create_dir_all(&dir).expect("mkdir");
+            fs::write(dir.join("tasks"), "1\n").expect("write");
+        }
+        let reader = CgroupfsReader::new(tmp.path().to_owned(), "/proc".into(), false);
+        let err = reader.check().expect_err("v1");
+        assert!(matches!(err, SourceError::CgroupV1 { .. }), "{err}");
+        assert!(err.to_string().contains("cgroup v1"), "{err}");
+    }
+
+    #[test]
+    fn pids_of_another_pid_namespace_count_but_are_not_the_main_process() {
+        let t = tree();
+        let pod = t
+            .root
+            .join("kubepods/burstable/pod6f1c2a9e-3b7d-4c1e-9a2b-0d5e8f7a6b4c")
+            .join(CID);
+        fs::write(pod.join("cgroup.procs"), "0\n0\n43\n").expect("write");
+        let s = CgroupfsReader::new(t.root.clone(), t.proc_root.clone(), true)
+            .read()
+            .expect("reads");
+        assert_eq!(s.cgroups[0].tasks.processes, 3);
+        assert_eq!(s.cgroups[0].main_process.as_ref().map(|m| m.pid), Some(43));
     }
 
     #[test]

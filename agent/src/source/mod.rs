@@ -20,6 +20,12 @@ pub enum SourceError {
         path: PathBuf,
         source: serde_json::Error,
     },
+    #[error(
+        "{} is cgroup v1 (no cgroup.controllers at its root): the cgroupfs fallback reads cgroup v2 \
+         only; boot the node with the unified hierarchy (systemd.unified_cgroup_hierarchy=1)",
+        root.display()
+    )]
+    CgroupV1 { root: PathBuf },
     #[error("{path}: {source}")]
     Schema {
         path: PathBuf,
