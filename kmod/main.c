@@ -102,6 +102,11 @@ module_init(sm_init);
 module_exit(sm_exit);
 
 MODULE_LICENSE("GPL");
+/*
+ * MODULE_VERSION also makes modpost hash the sources into a srcversion: the kernel publishes both
+ * in /sys/module/stressmix/, and the agent's load-module tells a loaded older build from the .ko
+ * by them (stale-module) instead of silently reusing it.
+ */
 MODULE_VERSION(SM_MODULE_VERSION);
 MODULE_DESCRIPTION("Per-cgroup CPU, memory, I/O and process counters as JSON in /proc");
 MODULE_AUTHOR("stressmix");
