@@ -72,7 +72,7 @@ link_kbuild_dirs() {
 		for d in "$HOST_USR_LIB"/linux-kbuild-*; do
 			[[ -d $d ]] || continue
 			name=/usr/lib/$(basename "$d")
-			[[ -e $name ]] || ln -s "$d" "$name" ||
+			[[ -e $name ]] || ln -sfn "$d" "$name" ||
 				fail build-failed "cannot link $d to $name (is the root filesystem read-only?)"
 		done
 	fi
@@ -92,7 +92,7 @@ config_value() {
 	done
 }
 
-# major CC: the major version COMMAND reports, empty when it does not run.
+# major COMMAND: the major version COMMAND reports, empty when it does not run.
 major() {
 	local v
 	v=$("$1" -dumpversion 2>/dev/null) || return 0
