@@ -1,0 +1,44 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034 # the settings are used by the files that source this one
+# Shared settings of hack/lab: cache layout, the lab's own control plane instance, guest addresses.
+# Sourced, never executed.
+
+LAB_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+STRESSMIX_CACHE=${STRESSMIX_CACHE:-$HOME/.cache/stressmix}
+LAB_CACHE=$STRESSMIX_CACHE/lab
+# Everything a running lab owns (qemu pid, disk overlay, console log, the share); `down` removes it.
+LAB_STATE=${STRESSMIX_LAB_STATE:-$LAB_CACHE/run}
+
+# Cluster DNS, built from its Go module (no replace directives: `go install` works).
+COREDNS_VERSION=v1.14.7
+# Bump when the root file system's recipe (packages, hooks) changes: it is part of the cache key.
+LAB_ROOTFS_RECIPE=1
+# The guest's node name (Kubernetes wants it lowercase) and qemu's user-network addresses.
+LAB_NODE=${STRESSMIX_LAB_NODE:-stressmix-lab}
+LAB_GUEST_IP=10.0.2.15
+LAB_GATEWAY=10.0.2.2
+# The guest reaches the API server on the host at this address through qemu's guestfwd (socat to
+# 127.0.0.1); it is also the API server's advertised address, so the `kubernetes` Service leads there.
+LAB_APISERVER_ADDR=10.0.2.100
+LAB_MEM_MB=${STRESSMIX_LAB_MEM_MB:-3072}
+LAB_DISK_GB=${STRESSMIX_LAB_DISK_GB:-8}
+# Bounded waits (seconds); software emulation is slow, and slower while anything builds on the host.
+LAB_BOOT_TIMEOUT=${STRESSMIX_LAB_BOOT_TIMEOUT:-300}
+
+# The lab's own hack/testenv instance: own state and ports (the test control plane and the testenv
+# selftest use others), no kwok (the node is real), the Endpoints of `kubernetes` kept at the forward,
+# and the controllers a real node's Services and volumes need.
+export STRESSMIX_TESTENV_STATE=$LAB_STATE/testenv
+export STRESSMIX_TESTENV_ETCD_PORT=${STRESSMIX_LAB_ETCD_PORT:-23990}
+export STRESSMIX_TESTENV_APISERVER_PORT=${STRESSMIX_LAB_APISERVER_PORT:-26643}
+export STRESSMIX_TESTENV_KCM_PORT=${STRESSMIX_LAB_KCM_PORT:-20457}
+export STRESSMIX_TESTENV_SCHED_PORT=${STRESSMIX_LAB_SCHED_PORT:-20459}
+export STRESSMIX_TESTENV_KWOK=0
+export STRESSMIX_TESTENV_ADVERTISE_ADDRESS=$LAB_APISERVER_ADDR
+export STRESSMIX_TESTENV_EXTRA_CONTROLLERS=endpoints-controller,endpointslice-controller,endpointslice-mirroring-controller,persistentvolume-binder-controller,ttl-after-finished-controller,pod-garbage-collector-controller
+
+# shellcheck source=hack/testenv.d/common.sh
+. "$LAB_REPO/hack/testenv.d/common.sh"
+
+lab_log() { printf '[lab %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+lab_die() { lab_log "error: $*"; exit 1; }
