@@ -6,8 +6,18 @@ PIDS_DIR=$STATE_DIR/pids
 LOGS_DIR=$STATE_DIR/logs
 PKI_DIR=$STATE_DIR/pki
 KUBECONFIG_ADMIN=$STATE_DIR/admin.kubeconfig
+# Knobs for an instance that serves a real node (hack/lab) instead of kwok's fake one:
+#   STRESSMIX_TESTENV_KWOK=0                  no kwok and no fake node
+#   STRESSMIX_TESTENV_ADVERTISE_ADDRESS=IP    the address in the `kubernetes` Service's Endpoints (kept
+#                                             there by the lease reconciler) and in the serving certificate;
+#                                             the API server still listens on 127.0.0.1 only
+#   STRESSMIX_TESTENV_EXTRA_CONTROLLERS=a,b   controllers run besides the default list
+TESTENV_KWOK=${STRESSMIX_TESTENV_KWOK:-1}
+ADVERTISE_ADDRESS=${STRESSMIX_TESTENV_ADVERTISE_ADDRESS:-127.0.0.1}
+EXTRA_CONTROLLERS=${STRESSMIX_TESTENV_EXTRA_CONTROLLERS:-}
 # Start order; `down` stops in reverse.
-COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler)
+[ "$TESTENV_KWOK" = 0 ] || COMPONENTS+=(kwok)
 
 _component_bin() {
   case $1 in
@@ -72,15 +82,16 @@ _cert() {
   rm -f "$PKI_DIR/$name.csr" "$ext"
 }
 
+# _kubeconfig <name> <out> [<server>]: the server defaults to the API server on 127.0.0.1.
 _kubeconfig() {
-  local name=$1 out=$2
+  local name=$1 out=$2 server=${3:-https://127.0.0.1:$APISERVER_PORT}
   cat >"$out" <<KC
 apiVersion: v1
 kind: Config
 clusters:
 - name: stressmix-testenv
   cluster:
-    server: https://127.0.0.1:$APISERVER_PORT
+    server: $server
     certificate-authority-data: $(base64 -w0 "$PKI_DIR/ca.crt")
 users:
 - name: $name
@@ -100,8 +111,10 @@ _make_pki() {
   mkdir -p "$PKI_DIR"
   openssl req -x509 -new -newkey rsa:2048 -nodes -keyout "$PKI_DIR/ca.key" -subj "/CN=stressmix-testenv-ca" \
     -days 3650 -out "$PKI_DIR/ca.crt" 2>/dev/null
+  local advertise_san=
+  [ "$ADVERTISE_ADDRESS" = 127.0.0.1 ] || advertise_san="IP:$ADVERTISE_ADDRESS,"
   _cert apiserver "/CN=kube-apiserver" \
-    "IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+    "${advertise_san}IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
   _cert admin "/O=system:masters/CN=stressmix-testenv-admin"
   _cert kube-controller-manager "/CN=system:kube-controller-manager"
   _cert kube-scheduler "/CN=system:kube-scheduler"
@@ -132,65 +145,7 @@ _node_ready() {
 
 _default_sa() { _kubectl -n default get serviceaccount default >/dev/null 2>&1; }
 
-cmd_up() {
-  local start=$SECONDS
-  if _all_running && _api_ready; then
-    log "already up ($STATE_DIR)"
-    return 0
-  fi
-  if [ -d "$PIDS_DIR" ]; then
-    log "a previous control plane is partly running or dead: cleaning it first"
-    cmd_down
-  fi
-  mkdir -p "$PIDS_DIR" "$LOGS_DIR"
-  mkdir -p "$STATE_DIR/etcd" && chmod 700 "$STATE_DIR/etcd"
-  _make_pki
-
-  _start etcd --name stressmix-testenv --data-dir "$STATE_DIR/etcd" \
-    --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
-    --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
-    --initial-cluster "stressmix-testenv=http://127.0.0.1:$ETCD_PEER_PORT" \
-    --listen-metrics-urls "" --unsafe-no-fsync --log-level warn
-  _wait_for etcd 30 curl -sf --max-time 1 "http://127.0.0.1:$ETCD_PORT/health" -o /dev/null
-
-  # No default route here, so the advertise address is explicit; no endpoint reconciler for a loopback IP.
-  # TaintNodesByCondition is off: it taints a new node not-ready, and only the node-lifecycle
-  # controller (not run here: kwok's node never misses a heartbeat) would lift the taint.
-  _start kube-apiserver --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
-    --endpoint-reconciler-type none --service-cluster-ip-range 10.0.0.0/24 \
-    --tls-cert-file "$PKI_DIR/apiserver.crt" --tls-private-key-file "$PKI_DIR/apiserver.key" \
-    --client-ca-file "$PKI_DIR/ca.crt" \
-    --service-account-issuer https://kubernetes.default.svc.cluster.local \
-    --service-account-key-file "$PKI_DIR/sa.pub" --service-account-signing-key-file "$PKI_DIR/sa.key" \
-    --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction \
-    --disable-admission-plugins TaintNodesByCondition \
-    --allow-privileged=true --profiling=false
-  _wait_for kube-apiserver 90 _api_ready
-
-  # Controllers the tests rely on: garbage collector, ReplicaSet, Deployment, DaemonSet, ServiceAccounts
-  # and their tokens, namespace deletion, the root CA ConfigMap, Jobs and StatefulSets for the chart.
-  # QPS is raised above the default 20 so the ReplicaSet controller is not throttled client-side in the
-  # benchmarks (kube-rs has no client-side limiter).
-  _start kube-controller-manager --kubeconfig "$STATE_DIR/kube-controller-manager.kubeconfig" \
-    --bind-address 127.0.0.1 --secure-port "$KCM_PORT" --leader-elect=false \
-    --use-service-account-credentials=true \
-    --service-account-private-key-file "$PKI_DIR/sa.key" --root-ca-file "$PKI_DIR/ca.crt" \
-    --controllers garbage-collector-controller,replicaset-controller,deployment-controller,daemonset-controller,serviceaccount-controller,serviceaccount-token-controller,namespace-controller,root-ca-certificate-publisher-controller,job-controller,statefulset-controller,clusterrole-aggregation-controller \
-    --kube-api-qps 500 --kube-api-burst 1000 --profiling=false
-
-  cat >"$STATE_DIR/kube-scheduler.yaml" <<CFG
-apiVersion: kubescheduler.config.k8s.io/v1
-kind: KubeSchedulerConfiguration
-clientConnection:
-  kubeconfig: $STATE_DIR/kube-scheduler.kubeconfig
-  qps: 500
-  burst: 1000
-leaderElection:
-  leaderElect: false
-CFG
-  _start kube-scheduler --config "$STATE_DIR/kube-scheduler.yaml" --bind-address 127.0.0.1 --secure-port "$SCHED_PORT"
-
+_start_kwok_node() {
   # One fake node, big enough for 10,000 pods, no taint so every pod may land on it. kwok writes
   # fake pod IPs from a /14 (no traffic ever goes to them; the default /24 would run out at 254 pods).
   _kubectl apply -f - >/dev/null <<NODE
@@ -214,6 +169,71 @@ NODE
     --manage-single-node "$NODE_NAME" --server-address "127.0.0.1:$KWOK_PORT" \
     --node-lease-duration-seconds 40 --cidr 10.128.0.0/14
   _wait_for "node $NODE_NAME Ready" 60 _node_ready
+}
+
+cmd_up() {
+  local start=$SECONDS
+  if _all_running && _api_ready; then
+    log "already up ($STATE_DIR)"
+    return 0
+  fi
+  if [ -d "$PIDS_DIR" ]; then
+    log "a previous control plane is partly running or dead: cleaning it first"
+    cmd_down
+  fi
+  mkdir -p "$PIDS_DIR" "$LOGS_DIR"
+  mkdir -p "$STATE_DIR/etcd" && chmod 700 "$STATE_DIR/etcd"
+  _make_pki
+
+  _start etcd --name stressmix-testenv --data-dir "$STATE_DIR/etcd" \
+    --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster "stressmix-testenv=http://127.0.0.1:$ETCD_PEER_PORT" \
+    --listen-metrics-urls "" --unsafe-no-fsync --log-level warn
+  _wait_for etcd 30 curl -sf --max-time 1 "http://127.0.0.1:$ETCD_PORT/health" -o /dev/null
+
+  # No default route here, so the advertise address is explicit; no endpoint reconciler for a loopback IP
+  # (Endpoints at 127.0.0.1 are refused), the lease reconciler for an advertised address a node reaches.
+  local reconciler=none
+  [ "$ADVERTISE_ADDRESS" = 127.0.0.1 ] || reconciler=lease
+  # TaintNodesByCondition is off: it taints a new node not-ready, and only the node-lifecycle
+  # controller (not run here: kwok's node never misses a heartbeat) would lift the taint.
+  _start kube-apiserver --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
+    --bind-address 127.0.0.1 --advertise-address "$ADVERTISE_ADDRESS" --secure-port "$APISERVER_PORT" \
+    --endpoint-reconciler-type "$reconciler" --service-cluster-ip-range 10.0.0.0/24 \
+    --tls-cert-file "$PKI_DIR/apiserver.crt" --tls-private-key-file "$PKI_DIR/apiserver.key" \
+    --client-ca-file "$PKI_DIR/ca.crt" \
+    --service-account-issuer https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file "$PKI_DIR/sa.pub" --service-account-signing-key-file "$PKI_DIR/sa.key" \
+    --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction \
+    --disable-admission-plugins TaintNodesByCondition \
+    --allow-privileged=true --profiling=false
+  _wait_for kube-apiserver 90 _api_ready
+
+  # Controllers the tests rely on: garbage collector, ReplicaSet, Deployment, DaemonSet, ServiceAccounts
+  # and their tokens, namespace deletion, the root CA ConfigMap, Jobs and StatefulSets for the chart.
+  # QPS is raised above the default 20 so the ReplicaSet controller is not throttled client-side in the
+  # benchmarks (kube-rs has no client-side limiter).
+  _start kube-controller-manager --kubeconfig "$STATE_DIR/kube-controller-manager.kubeconfig" \
+    --bind-address 127.0.0.1 --secure-port "$KCM_PORT" --leader-elect=false \
+    --use-service-account-credentials=true \
+    --service-account-private-key-file "$PKI_DIR/sa.key" --root-ca-file "$PKI_DIR/ca.crt" \
+    --controllers garbage-collector-controller,replicaset-controller,deployment-controller,daemonset-controller,serviceaccount-controller,serviceaccount-token-controller,namespace-controller,root-ca-certificate-publisher-controller,job-controller,statefulset-controller,clusterrole-aggregation-controller${EXTRA_CONTROLLERS:+,$EXTRA_CONTROLLERS} \
+    --kube-api-qps 500 --kube-api-burst 1000 --profiling=false
+
+  cat >"$STATE_DIR/kube-scheduler.yaml" <<CFG
+apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+clientConnection:
+  kubeconfig: $STATE_DIR/kube-scheduler.kubeconfig
+  qps: 500
+  burst: 1000
+leaderElection:
+  leaderElect: false
+CFG
+  _start kube-scheduler --config "$STATE_DIR/kube-scheduler.yaml" --bind-address 127.0.0.1 --secure-port "$SCHED_PORT"
+
+  [ "$TESTENV_KWOK" = 0 ] || _start_kwok_node
   _wait_for "ServiceAccount default/default" 60 _default_sa
   _wait_for kube-controller-manager 30 curl -sfk --max-time 1 "https://127.0.0.1:$KCM_PORT/healthz" -o /dev/null
   _wait_for kube-scheduler 30 curl -sfk --max-time 1 "https://127.0.0.1:$SCHED_PORT/healthz" -o /dev/null
@@ -245,7 +265,7 @@ cmd_status() {
   done
   if [ -s "$KUBECONFIG_ADMIN" ] && _api_ready; then
     echo "api: ready at https://127.0.0.1:$APISERVER_PORT"
-    echo "node $NODE_NAME: $(_node_ready && echo Ready || echo NotReady)"
+    [ "$TESTENV_KWOK" = 0 ] || echo "node $NODE_NAME: $(_node_ready && echo Ready || echo NotReady)"
   else
     echo "api: not ready"; ok=1
   fi
