@@ -182,6 +182,6 @@ lab_build() {
   build_rootfs "$kver"
   build_initramfs "$kver"
   build_images
-  build_coredns
+  [ "$LAB_DNS" = 0 ] || build_coredns
   lab_log "lab built for kernel $kver (this run: $((SECONDS - start)) s)"
 }

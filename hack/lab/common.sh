@@ -11,6 +11,8 @@ LAB_STATE=${STRESSMIX_LAB_STATE:-$LAB_CACHE/run}
 
 # Cluster DNS, built from its Go module (no replace directives: `go install` works).
 COREDNS_VERSION=v1.14.7
+# STRESSMIX_LAB_DNS=0: no CoreDNS (no cold CoreDNS build; pods resolve no cluster names).
+LAB_DNS=${STRESSMIX_LAB_DNS:-1}
 # Bump when the root file system's recipe (packages, hooks) changes: it is part of the cache key.
 LAB_ROOTFS_RECIPE=1
 # The guest's node name (Kubernetes wants it lowercase) and qemu's user-network addresses.

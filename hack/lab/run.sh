@@ -36,7 +36,8 @@ _lab_share() {
   mkdir -p "$LAB_SHARE"/{bin,guest,config,images,cmd} "$LAB_OUT"/cmd
   cp "$K8S_DIR/bin/kubelet" "$K8S_DIR/bin/kube-proxy" "$LAB_SHARE/bin/"
   cp "$LAB_REPO"/hack/lab/guest/{node-init,containerd.toml,cni.conflist,kubelet.yaml,kube-proxy.yaml} "$LAB_SHARE/guest/"
-  cp "$LAB_IMAGES_DIR"/*.tar "$COREDNS_DIR/coredns.tar" "$LAB_SHARE/images/"
+  cp "$LAB_IMAGES_DIR"/*.tar "$LAB_SHARE/images/"
+  [ "$LAB_DNS" = 0 ] || cp "$COREDNS_DIR/coredns.tar" "$LAB_SHARE/images/"
   cp "$PKI_DIR/ca.crt" "$LAB_SHARE/config/"
   _kubeconfig kubelet "$LAB_SHARE/config/kubelet.kubeconfig" "$server"
   _kubeconfig kube-proxy "$LAB_SHARE/config/kube-proxy.kubeconfig" "$server"
@@ -112,9 +113,11 @@ lab_up() {
   _lab_wait "node $LAB_NODE Ready" "$LAB_BOOT_TIMEOUT" _lab_node_ready
   echo "$((SECONDS - start))" >"$LAB_STATE/boot-to-ready.seconds"
   lab_log "node $LAB_NODE Ready $((SECONDS - start)) s after qemu started"
-  _kubectl apply --server-side -f "$LAB_REPO/hack/lab/addons/" >/dev/null || lab_die "cannot apply hack/lab/addons"
-  _lab_wait "CoreDNS available" 180 _lab_coredns_available
-  lab_log "cluster DNS available $((SECONDS - start)) s after qemu started"
+  if [ "$LAB_DNS" != 0 ]; then
+    _kubectl apply --server-side -f "$LAB_REPO/hack/lab/addons/coredns.yaml" >/dev/null || lab_die "cannot apply CoreDNS"
+    _lab_wait "CoreDNS available" 180 _lab_coredns_available
+    lab_log "cluster DNS available $((SECONDS - start)) s after qemu started"
+  fi
   lab_log "use: eval \"\$(hack/lab/lab env)\""
 }
 
