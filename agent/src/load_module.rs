@@ -181,12 +181,7 @@ mod tests {
     fn the_same_build_already_loaded_is_already_loaded() {
         let dir = tempfile::tempdir().expect("tmp");
         let ko = module_build_file(dir.path(), KVER, Some("ABC123"));
-        let k = FakeKernel::new(Some(libc::EEXIST));
-        k.loaded.replace(Some(ModuleBuild {
-            version: Some("0.1.0".into()),
-            srcversion: Some("ABC123".into()),
-        }));
-        k.proc_present.set(true);
+        let k = FakeKernel::holding("ABC123");
         let status = run_checked(&k, &args(dir.path(), ko.clone()));
         assert_eq!(status.outcome, Outcome::AlreadyLoaded);
         // EEXIST from another node's loader between the check and the load: the same answer.
@@ -199,12 +194,7 @@ mod tests {
     fn another_build_loaded_is_a_stale_module() {
         let dir = tempfile::tempdir().expect("tmp");
         let ko = module_build_file(dir.path(), KVER, Some("NEW456"));
-        let k = FakeKernel::new(Some(libc::EEXIST));
-        k.loaded.replace(Some(ModuleBuild {
-            version: Some("0.1.0".into()),
-            srcversion: Some("OLD123".into()),
-        }));
-        k.proc_present.set(true);
+        let k = FakeKernel::holding("OLD123");
         let status = run_checked(&k, &args(dir.path(), ko));
         assert_eq!(status.cause, Some(Cause::StaleModule));
         for needle in ["OLD123", "NEW456", "rmmod stressmix"] {

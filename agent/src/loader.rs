@@ -406,6 +406,19 @@ pub(crate) mod fake {
         }
     }
 
+    impl FakeKernel {
+        /// A kernel that already holds stressmix of this srcversion (version 0.1.0).
+        pub fn holding(srcversion: &str) -> Self {
+            let k = FakeKernel::new(Some(libc::EEXIST));
+            k.proc_present.set(true);
+            k.loaded.replace(Some(ModuleBuild {
+                version: Some("0.1.0".into()),
+                srcversion: Some(srcversion.into()),
+            }));
+            k
+        }
+    }
+
     impl Kernel for FakeKernel {
         fn release(&self) -> io::Result<String> {
             Ok(self.release.clone())
@@ -613,12 +626,7 @@ mod tests {
     fn a_loaded_module_of_another_build_is_stale_and_not_reused() {
         let dir = tempfile::tempdir().expect("tmp");
         let ko = module_build_file(dir.path(), "6.1.0-56-amd64 SMP ", Some("NEWBUILD"));
-        let k = FakeKernel::new(Some(libc::EEXIST));
-        k.proc_present.set(true);
-        k.loaded.replace(Some(ModuleBuild {
-            version: Some("0.1.0".into()),
-            srcversion: Some("OLDBUILD".into()),
-        }));
+        let k = FakeKernel::holding("OLDBUILD");
         let err = ensure_module(&k, &config(Some(ko.clone()), false)).expect_err("stale");
         assert_eq!(err.cause(), Cause::StaleModule);
         let text = err.to_string();
@@ -630,10 +638,7 @@ mod tests {
         );
         assert_eq!(k.loads.get(), 0);
 
-        k.loaded.replace(Some(ModuleBuild {
-            version: Some("0.1.0".into()),
-            srcversion: Some("NEWBUILD".into()),
-        }));
+        let k = FakeKernel::holding("NEWBUILD");
         assert_eq!(
             ensure_module(&k, &config(Some(ko), false)).expect("same build"),
             ModuleState::AlreadyPresent
