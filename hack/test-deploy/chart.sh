@@ -269,9 +269,9 @@ kind_values() {
 	expect_query "kmod-load: host securityfs read-only, shared dir writable" "$out" \
 		"mounts(ctr('$k', '$n', 'kmod-load'))" \
 		'{"/host/sys/kernel/security": true, "/var/run/stressmix-kmod": false}'
-	expect_query "host securityfs is the node's /sys/kernel/security, shared dir an emptyDir" "$out" \
-		"{v['name']: v.get('hostPath', {}).get('path', 'emptyDir' if 'emptyDir' in v else '?') for v in pod('$k', '$n')['volumes'] if v['name'] in ('host-securityfs', 'kmod')}" \
-		'{"host-securityfs": "/sys/kernel/security", "kmod": "emptyDir"}'
+	expect_query "node's securityfs, kind node's /host/usr/lib (host's /usr/lib), shared dir an emptyDir" "$out" \
+		"{v['name']: v.get('hostPath', {}).get('path', 'emptyDir' if 'emptyDir' in v else '?') for v in pod('$k', '$n')['volumes'] if v['name'] in ('host-securityfs', 'kmod', 'host-usr-lib')}" \
+		'{"host-securityfs": "/sys/kernel/security", "host-usr-lib": "/host/usr/lib", "kmod": "emptyDir"}'
 	expect_query "agent: status file read-only and --module-status-file" "$out" \
 		"[mounts(ctr('$k', '$n', 'agent'))['/var/run/stressmix-kmod'], [a for a in ctr('$k', '$n', 'agent')['args'] if 'module-status' in a]]" \
 		'[true, ["--module-status-file=/var/run/stressmix-kmod/status"]]'

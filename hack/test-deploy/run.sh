@@ -6,9 +6,11 @@
 #      for default and non-default values, values.schema.json refusals;
 #   3. dashboards: every panel query of every dashboard run against a real stressmix-logsvc fed with
 #      readings (hack/test-deploy/dashboard_contract.py);
-#   4. cluster (hack/testenv): helm install, pods Running on the kwok node, the operator run with the
-#      chart's args and its ServiceAccount token reconciling the example Workload, the RBAC matrix,
-#      Pod Security admission.
+#   4. cluster (hack/testenv): helm install --wait with the plain defaults and with the kind values,
+#      pods Running on the kwok node, the RBAC matrix, the agent admitted only under Pod Security
+#      privileged, the log service run with the chart's args and env refusing writes without the
+#      ingest token (401), the operator run with the chart's args and its ServiceAccount token
+#      reconciling the example Workload, Pod Security admission in the Workload namespace.
 # With CI=true a missing tool or control plane fails; otherwise those parts are skipped with a reason.
 # STRESSMIX_UPDATE_DOCS=1 rewrites the RBAC matrix in docs/testing.md.
 set -euo pipefail
@@ -125,7 +127,9 @@ else
 	missing "helm (built by hack/testenv)"
 fi
 
+logsvc_built=false
 if build stressmix-logsvc; then
+	logsvc_built=true
 	dashboards
 fi
 
@@ -135,6 +139,10 @@ if $testenv_ok; then
 	cluster_pods_running
 	rbac_matrix
 	rbac_docs
+	cluster_agent_pod_security
+	if $logsvc_built; then
+		cluster_logsvc_token "$work" "$CARGO_TARGET_DIR/debug/stressmix-logsvc"
+	fi
 	if build stressmix-operator; then
 		cluster_operator_reconciles "$work" "$CARGO_TARGET_DIR/debug/stressmix-operator" "$EXAMPLE"
 		cluster_pod_security
