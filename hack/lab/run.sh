@@ -113,6 +113,7 @@ lab_up() {
   _lab_wait "node $LAB_NODE Ready" "$LAB_BOOT_TIMEOUT" _lab_node_ready
   echo "$((SECONDS - start))" >"$LAB_STATE/boot-to-ready.seconds"
   lab_log "node $LAB_NODE Ready $((SECONDS - start)) s after qemu started"
+  _kubectl apply --server-side -f "$LAB_REPO/hack/lab/addons/storage.yaml" >/dev/null || lab_die "cannot apply the storage"
   if [ "$LAB_DNS" != 0 ]; then
     _kubectl apply --server-side -f "$LAB_REPO/hack/lab/addons/coredns.yaml" >/dev/null || lab_die "cannot apply CoreDNS"
     _lab_wait "CoreDNS available" 180 _lab_coredns_available
