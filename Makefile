@@ -17,7 +17,15 @@ include $(sort $(wildcard hack/mk/*.mk))
 
 .PHONY: help test
 help:
-	@echo "make test   run every check and test (what CI runs)"
+	@echo "make up              the whole stack on a local kind cluster (needs docker with buildx, kind, kubectl, helm)"
+	@echo "make down            delete that cluster"
+	@echo "make images          build both images (docker when it answers, else buildah); IMAGES_ARCHIVE_DIR=DIR also writes archives"
+	@echo "make crds            regenerate crds/ from the api types"
+	@echo "make test            run every check and test (what CI runs)"
+	@echo "make bench-operator  operator vs ReplicaSet controller on the test control plane"
+	@echo "make bench-kmod      module read vs userspace cgroupfs reader, in qemu"
+	@echo "make bench-logsvc    log service ingest rate and dashboard query latency"
+	@echo "make bench-agent     agent CPU and memory, module vs cgroupfs fallback"
 	@echo "test parts: $(TEST_TARGETS)"
 
 test: $(TEST_TARGETS)

@@ -1,14 +1,26 @@
 #!/usr/bin/env bash
 # The whole stressmix stack on a local kind cluster (`make up`):
-#   1. a one-node kind cluster from kind-config.yaml (plus mounts for /usr/lib/linux-kbuild-*),
-#   2. the runtime and kmod-builder images built with docker and loaded into the node,
-#   3. the CRDs applied, the chart installed into stressmix-system,
-#   4. the example Workload applied, and the Grafana URL printed.
+#   1. preflight, before anything is created: docker with BuildKit (buildx), kind, kubectl, helm; whether
+#      the kernel module can be built and loaded here (headers, lockdown, Secure Boot) — if not, the
+#      install goes on with agent.module.mode=none and says why;
+#   2. a one-node kind cluster from kind-config.yaml;
+#   3. both images built by hack/images/build.sh under a content-derived tag (a code change gives a new
+#      tag, so a second `make up` rolls every pod onto the new images), saved as single-platform archives
+#      and loaded with `kind load image-archive` (kind#3795: `kind load docker-image` fails with
+#      "content digest ... not found" under Docker 29's containerd image store);
+#   4. the CRDs applied, the release namespace labelled for the agent's Pod Security level, the chart
+#      installed with charts/stressmix/ci/kind-values.yaml;
+#   5. the example Workload applied, and the URLs printed.
 # Idempotent: an existing cluster is reused, the release upgraded, the Workload re-applied.
-# Needs: docker, kind, kubectl, helm on PATH. Environment knobs:
+# Environment knobs:
 #   STRESSMIX_KIND_CLUSTER (default stressmix), STRESSMIX_EXAMPLE (default examples/workload.yaml),
-#   STRESSMIX_HELM_ARGS (extra helm arguments, e.g. "--set agent.module.mode=none").
-# `hack/kind-up.sh --print-config` prints the generated kind config and exits (needs no tool).
+#   STRESSMIX_MODULE_MODE (auto|build|none, default auto: build when the preflight allows it),
+#   STRESSMIX_HELM_ARGS (extra helm arguments).
+# Without a tool (for tests):
+#   hack/kind-up.sh --print-config   the generated kind config
+#   hack/kind-up.sh --print-module   the module decision: "build", or "none: <reason>"
+# (STRESSMIX_HOST_ROOT prefixes the host paths the module decision reads, STRESSMIX_KERNEL_RELEASE
+# replaces `uname -r`; both for tests.)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -16,44 +28,74 @@ cd "$root"
 cluster=${STRESSMIX_KIND_CLUSTER:-stressmix}
 example=${STRESSMIX_EXAMPLE:-examples/workload.yaml}
 namespace=stressmix-system
-version=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' Cargo.toml)
-[[ -n $version ]] || { echo "kind-up: cannot read the workspace version from Cargo.toml" >&2; exit 1; }
-runtime_image=stressmix/stressmix:$version
-builder_image=stressmix/kmod-builder:$version
+host_root=${STRESSMIX_HOST_ROOT:-}
+kernel_release=${STRESSMIX_KERNEL_RELEASE:-$(uname -r)}
 
 log() { printf '[kind-up] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-# kind-config.yaml ends with the node's extraMounts list; Debian/Ubuntu kernel headers link into
-# /usr/lib/linux-kbuild-<ver>, whose names vary by host, so append one mount per directory found.
-# (STRESSMIX_KBUILD_ROOT replaces /usr/lib, for tests.)
 kind_config() {
-	local dir
 	cat kind-config.yaml
-	for dir in "${STRESSMIX_KBUILD_ROOT:-/usr/lib}"/linux-kbuild-*; do
-		[[ -d $dir ]] || continue
-		printf '      - hostPath: %s\n        containerPath: %s\n        readOnly: true\n' "$dir" "$dir"
-	done
 }
 
-if [[ ${1:-} == --print-config ]]; then
-	kind_config
-	exit 0
-fi
+# Why the module cannot be built and loaded on this host, or nothing when it can. Every kind node shares
+# the host's kernel, so the host decides.
+module_blocker() {
+	local lockdown=$host_root/sys/kernel/security/lockdown
+	local secureboot=$host_root/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c
+	local build=$host_root/lib/modules/$kernel_release/build
+	if [[ $(uname -s) != Linux ]]; then
+		echo "the kind node runs in Docker's Linux VM, whose kernel headers this host does not have"
+	elif [[ -r $lockdown ]] && grep -qE '\[(integrity|confidentiality)\]' "$lockdown"; then
+		echo "kernel lockdown is active ($(<"$lockdown")): unsigned modules are refused"
+	# The variable's last byte is 1 when Secure Boot is on; the first four are its attributes.
+	elif [[ -r $secureboot ]] && [[ $(od -An -tu1 -j4 -N1 "$secureboot" | tr -d ' ') == 1 ]]; then
+		echo "Secure Boot is on: the kernel refuses unsigned modules"
+	elif [[ ! -e $build/Makefile ]]; then
+		echo "no kernel headers for $kernel_release at /lib/modules/$kernel_release/build (Debian/Ubuntu: apt install linux-headers-$kernel_release)"
+	fi
+}
+
+# "build", or "none: <reason>".
+module_mode() {
+	local reason
+	case ${STRESSMIX_MODULE_MODE:-auto} in
+	build) echo build ;;
+	none) echo "none: STRESSMIX_MODULE_MODE=none" ;;
+	auto)
+		reason=$(module_blocker)
+		if [[ -n $reason ]]; then echo "none: $reason"; else echo build; fi
+		;;
+	*) die "STRESSMIX_MODULE_MODE must be auto, build or none, not '${STRESSMIX_MODULE_MODE}'" ;;
+	esac
+}
+
+case ${1:-} in
+--print-config) kind_config; exit 0 ;;
+--print-module) module_mode; exit 0 ;;
+"") ;;
+*) die "usage: $0 [--print-config | --print-module]" ;;
+esac
 
 for tool in docker kind kubectl helm; do
 	command -v "$tool" >/dev/null 2>&1 || die "$tool is not on PATH (the quick start needs docker, kind, kubectl and helm)"
 done
 docker info >/dev/null 2>&1 || die "docker does not answer (is the daemon running, may this user use it?)"
+docker buildx version >/dev/null 2>&1 ||
+	die "docker has no BuildKit (buildx): images/Dockerfile uses RUN --mount, which the legacy builder refuses; install the buildx plugin (Debian: docker-buildx, Docker's packages: docker-buildx-plugin)"
 [[ -f $example ]] || die "example Workload $example not found (set STRESSMIX_EXAMPLE)"
 
-config=$(mktemp)
-trap 'rm -f "$config"' EXIT
-kind_config >"$config"
-if [[ ! -e /lib/modules/$(uname -r)/build ]]; then
-	log "warning: no kernel headers at /lib/modules/$(uname -r)/build; the agent's module build will fail."
-	log "         install them (Debian: apt install linux-headers-$(uname -r)) or use STRESSMIX_HELM_ARGS='--set agent.module.mode=none'"
+mode=$(module_mode)
+if [[ $mode == build ]]; then
+	log "kernel module: built on the node against the headers of $kernel_release"
+else
+	log "kernel module off (${mode#none: }); the agent reads cgroupfs and says so in every batch"
 fi
+
+config=$(mktemp)
+archives=$(mktemp -d)
+trap 'rm -rf "$config" "$archives"' EXIT
+kind_config >"$config"
 
 if kind get clusters 2>/dev/null | grep -qx "$cluster"; then
 	log "kind cluster $cluster exists: reusing it"
@@ -63,21 +105,29 @@ else
 fi
 kubectl config use-context "kind-$cluster" >/dev/null
 
-log "building $runtime_image and $builder_image"
-docker build -f images/Dockerfile -t "$runtime_image" .
-docker build -f images/kmod-builder.Dockerfile -t "$builder_image" .
-log "loading images into the node"
-kind load docker-image --name "$cluster" "$runtime_image" "$builder_image"
+tag=$(hack/images/build.sh --print-tag)
+log "building the images, tag $tag"
+hack/images/build.sh --tool docker --tag "$tag" --out "$archives"
+log "loading the images into the node"
+for archive in "$archives"/*.tar; do
+	kind load image-archive --name "$cluster" "$archive"
+done
 
 log "applying the CRDs"
 kubectl apply --server-side -f crds/
 kubectl wait --for=condition=Established --timeout=60s crd/workloads.stressmix.dev
 
-log "installing the chart (Grafana downloads its Infinity plugin on first start: allow a few minutes)"
+# The agent needs hostPID, host paths and capabilities: Pod Security level "privileged" in its namespace.
+kubectl create namespace "$namespace" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+kubectl label namespace "$namespace" --overwrite pod-security.kubernetes.io/enforce=privileged >/dev/null
+
+log "installing the chart"
 # shellcheck disable=SC2086 # STRESSMIX_HELM_ARGS is a list of words on purpose
 helm upgrade --install stressmix charts/stressmix \
-	--namespace "$namespace" --create-namespace \
+	--namespace "$namespace" \
 	--values charts/stressmix/ci/kind-values.yaml \
+	--set "image.tag=$tag" --set "agent.module.builderImage.tag=$tag" \
+	--set "agent.module.mode=${mode%%:*}" \
 	--wait --timeout 10m ${STRESSMIX_HELM_ARGS:-}
 
 log "applying the example Workload $example"
@@ -85,7 +135,7 @@ kubectl apply -f "$example"
 
 cat <<MSG
 
-stressmix is up.
+stressmix is up (kernel module: ${mode}).
   Grafana:      http://localhost:3000   (anonymous viewer; admin password:
                 kubectl -n $namespace get secret stressmix-grafana -o jsonpath='{.data.admin-password}' | base64 -d)
   Log service:  http://localhost:8000

@@ -110,6 +110,7 @@ dashboards() {
 static_checks
 kmod_build_checks
 kind_config_checks
+make_help_checks
 
 testenv_ok=false
 if [[ -x hack/testenv ]] && out=$(hack/testenv up 2>&1); then
