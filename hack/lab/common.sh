@@ -44,3 +44,6 @@ export STRESSMIX_TESTENV_EXTRA_CONTROLLERS=endpoints-controller,endpointslice-co
 
 lab_log() { printf '[lab %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 lab_die() { lab_log "error: $*"; exit 1; }
+
+# kubelet lowercases the name it registers, and then its certificate (system:node:<name>) no longer matches.
+[[ $LAB_NODE =~ ^[a-z0-9]([-a-z0-9]*[a-z0-9])?$ ]] || lab_die "STRESSMIX_LAB_NODE=$LAB_NODE: a node name is lowercase letters, digits and '-'"
