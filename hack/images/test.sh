@@ -9,7 +9,8 @@
 #      Debian's 6.1 and 6.12 headers mounted as a node mounts them: a stressmix.ko whose vermagic
 #      starts with KVER; a KVER without headers -> `no-headers:`; headers built by a gcc the image
 #      lacks -> `compiler-mismatch:`;
-#   3. the docker-archive tarballs name the images as kubelet looks them up.
+#   3. the docker-archive tarballs name the images as kubelet looks them up, and 4. a containerd
+#      (Debian's, started for the test) imports and unpacks them into its k8s.io namespace.
 # Prints build times (cold: no cargo cache yet; warm) and image sizes. Runs as root (rootful
 # buildah, apt); under CI=true anything missing is a failure, never a skip.
 set -euo pipefail
@@ -35,7 +36,7 @@ python3 hack/images/context.py check "$images_runtime_dockerfile" "$images_build
 	fail "a build context lacks what its build needs (see above)"
 pass "build contexts"
 
-apt_install buildah mmdebstrap kmod python3
+apt_install buildah mmdebstrap skopeo containerd kmod python3
 read -r -a kvers <<<"$(kmod/test/deps.sh default-kvers)"
 [[ ${#kvers[@]} -eq 2 ]] || fail "kmod/test/deps.sh default-kvers gave '${kvers[*]}'"
 for k in "${kvers[@]}"; do kmod/test/deps.sh kernel "$k"; done
@@ -160,6 +161,25 @@ for ref in "$runtime" "$builder"; do
 	tags=$(tar -xOf "$archive" manifest.json | python3 -c 'import json, sys; print(" ".join(t for m in json.load(sys.stdin) for t in m["RepoTags"]))')
 	[[ $tags == "docker.io/$ref" ]] || fail "$archive names '$tags', not docker.io/$ref"
 	pass "archive $archive ($(du -h "$archive" | cut -f1)) holds docker.io/$ref"
+done
+
+# 4. What a node does with them: a containerd of its own imports and unpacks both archives into
+# the k8s.io namespace (the kubelet's), under the names the pods use.
+ctrd=$workdir/containerd
+mkdir -p "$ctrd"
+printf 'version = 2\nroot = "%s/root"\nstate = "%s/state"\n[grpc]\n  address = "%s/sock"\n' \
+	"$ctrd" "$ctrd" "$ctrd" >"$ctrd/config.toml"
+containerd --config "$ctrd/config.toml" >"$ctrd/log" 2>&1 &
+ctrd_pid=$!
+trap 'kill "$ctrd_pid" 2>/dev/null; wait "$ctrd_pid" 2>/dev/null; cleanup' EXIT
+for _ in $(seq 50); do [[ -S $ctrd/sock ]] && break; sleep 0.2; done
+for ref in "$runtime" "$builder"; do
+	archive=$archives/$(basename "${ref%%:*}")-$tag.tar
+	ctr --address "$ctrd/sock" -n k8s.io images import "$archive" >/dev/null ||
+		fail "containerd cannot import $archive (log: $ctrd/log)"
+	ctr --address "$ctrd/sock" -n k8s.io images check "name==docker.io/$ref" | grep -q 'complete.* true$' ||
+		fail "containerd imported $archive but docker.io/$ref is not complete and unpacked"
+	pass "containerd $(containerd --version | awk '{print $3}') imports and unpacks docker.io/$ref"
 done
 
 log "build ($temperature cargo cache): ${build_secs} s in all; per image:"
