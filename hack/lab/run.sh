@@ -208,8 +208,14 @@ POD
   lab_log "pod $ns/$pod Running $((SECONDS - start)) s after it was created"
   uid=$(_kubectl -n "$ns" get pod "$pod" -o jsonpath='{.metadata.uid}')
   cid=$(_kubectl -n "$ns" get pod "$pod" -o jsonpath='{.status.containerStatuses[0].containerID}')
-  lab_log "container $cid"
-  lab_guest_run "find /sys/fs/cgroup -type d -path '*pod$uid*'; echo runtime: \$(cat /proc/\$(pidof -s sleep)/cgroup)"
+  [[ $cid == containerd://* ]] || lab_die "container id $cid: not containerd's"
+  cid=${cid#containerd://}
+  # A Guaranteed pod under the cgroupfs driver: /kubepods/pod<uid>/<container id>, its process in it.
+  local want=/kubepods/pod$uid/$cid got
+  got=$(lab_guest_run "grep -l '^0::$want\$' /proc/[0-9]*/cgroup | head -n1 | xargs -r cat") ||
+    lab_die "cannot read the container's cgroup in the guest"
+  [ "$got" = "0::$want" ] || lab_die "no process of container $cid in cgroup $want (guest says: '$got')"
+  lab_log "container $cid runs in cgroup $want"
   _kubectl delete namespace "$ns" --wait=false >/dev/null
 }
 
