@@ -43,6 +43,14 @@ for k in "${kvers[@]}"; do kmod/test/deps.sh kernel "$k"; done
 
 hack/images/standins.sh "$storage" "$images_runtime_dockerfile" "$images_builder_dockerfile"
 
+# Every source change leaves the previous build's layers (~80 MB) behind, untagged. Past 20 of them,
+# drop them all: the next build then reruns its cargo step on the warm cache mount (seconds).
+dangling=$(buildah_at "$storage" images --filter dangling=true --quiet | wc -l)
+if ((dangling > 20)); then
+	log "pruning $dangling untagged images from $storage"
+	buildah_at "$storage" rmi --prune >/dev/null
+fi
+
 export_buildah_tmpdir
 cargo_cache=$TMPDIR/buildah-cache
 temperature=warm
