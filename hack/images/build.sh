@@ -54,7 +54,7 @@ if [[ $tool == auto ]]; then
 	if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then tool=docker; else tool=buildah; fi
 fi
 case $tool in
-docker) command -v docker >/dev/null || die "docker is not on PATH" ;;
+docker) docker buildx version >/dev/null 2>&1 || die "docker has no buildx (BuildKit), which RUN --mount needs" ;;
 buildah) apt_install buildah skopeo ;;
 *) die "--tool must be auto, docker or buildah" ;;
 esac
@@ -69,8 +69,10 @@ build_one() {
 	start=$(date +%s.%N)
 	log "building $ref from $df with $tool"
 	if [[ $tool == docker ]]; then
-		# BuildKit reads <Dockerfile>.dockerignore and runs the RUN --mount=type=cache steps.
-		DOCKER_BUILDKIT=1 docker build -f "$df" -t "$ref" .
+		# buildx (BuildKit) reads <Dockerfile>.dockerignore and runs the RUN --mount=type=cache
+		# steps. No provenance/SBOM attestations: the image stays one plain manifest, which
+		# `docker save` and `kind load` handle under Docker's containerd image store (kind#3795).
+		docker buildx build --load --provenance=false --sbom=false -f "$df" -t "$ref" .
 	else
 		# buildah (1.28 in bookworm) also reads <Dockerfile>.dockerignore next to the Dockerfile;
 		# passing it explicitly keeps that true for any buildah. chroot isolation: the host's
@@ -91,7 +93,12 @@ build_one() {
 		archive=$out/$(basename "$2")-$tag.tar
 		rm -f "$archive"
 		if [[ $tool == docker ]]; then
-			docker save -o "$archive" "$ref"
+			# One platform only (Docker >= 28 can say so): an index naming absent platforms'
+			# blobs is what `ctr import` fails on.
+			local platform=()
+			docker save --help 2>/dev/null | grep -q -- '--platform' &&
+				platform=(--platform "$(docker version --format '{{.Server.Os}}/{{.Server.Arch}}')")
+			docker save "${platform[@]}" -o "$archive" "$ref"
 		else
 			# skopeo, not `buildah push`: buildah adds the storage's own name
 			# (localhost/stressmix/...) as a second RepoTag, which ctr would import too.

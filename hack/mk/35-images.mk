@@ -5,10 +5,13 @@
 .PHONY: images test-images
 TEST_TARGETS += test-images
 
+# IMAGES_ARCHIVE_DIR=DIR also writes docker-archive tarballs there; IMAGES_ARGS: more options of
+# hack/images/build.sh (--tool, --tag, --content-tag, ...).
+IMAGES_ARCHIVE_DIR ?=
 IMAGES_ARGS ?=
 
 images:
-	hack/images/build.sh $(IMAGES_ARGS)
+	hack/images/build.sh $(if $(IMAGES_ARCHIVE_DIR),--out $(IMAGES_ARCHIVE_DIR)) $(IMAGES_ARGS)
 
 test-images:
 	hack/images/test.sh
