@@ -74,18 +74,18 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# new_container IMAGE: a working container of IMAGE (removed on exit); prints its id.
+# new_container IMAGE: a working container of IMAGE in $container (not a subshell's output: the
+# id must reach `containers`, which the exit trap removes).
 new_container() {
-	local c
-	c=$(buildah_at "$storage" from --pull=never --quiet "$1")
-	containers+=("$c")
-	printf '%s\n' "$c"
+	container=$(buildah_at "$storage" from --pull=never --quiet "$1")
+	containers+=("$container")
 }
 
 # 1. The runtime image.
 user=$(buildah_at "$storage" inspect --type image --format '{{.OCIv1.Config.User}}' "$runtime")
 [[ $user == 65532:65532 ]] || fail "$runtime runs as '$user', not 65532:65532"
-rt=$(new_container "$runtime")
+new_container "$runtime"
+rt=$container
 run_rt() { buildah_at "$storage" run --isolation chroot --user 65532:65532 "$rt" -- "$@"; }
 summary=$(run_rt /usr/local/bin/stressmix-stress cpu --duration 1) ||
 	fail "stressmix-stress cpu --duration 1 exited non-zero"
@@ -108,7 +108,8 @@ pass "runtime: no shell in the image"
 read -r -a entrypoint <<<"$(buildah_at "$storage" inspect --type image \
 	--format '{{range .OCIv1.Config.Entrypoint}}{{.}} {{end}}' "$builder")"
 [[ ${#entrypoint[@]} -gt 0 ]] || fail "$builder has no entrypoint"
-kb=$(new_container "$builder")
+new_container "$builder"
+kb=$container
 # kmod_build OUTDIR KVER [EXTRA buildah run ARGS...]: the entrypoint's stdout; OUTDIR is /out inside.
 kmod_build() {
 	local outdir=$1 kver=$2
