@@ -16,26 +16,8 @@ die() { log "error: $*"; exit 1; }
 # CI=true turns every missing tool into a failure; elsewhere the caller may choose to skip.
 is_ci() { [[ ${CI:-} == true ]]; }
 
-as_root() {
-	if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi
-}
-
-# apt_install PKG...: installs the Debian packages not yet installed (idempotent; waits for
-# another apt run's lock instead of failing, as several test parts install at the same time).
-apt_install() {
-	local missing=() p
-	for p in "$@"; do
-		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-	done
-	[[ ${#missing[@]} -eq 0 ]] && return 0
-	command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get to install them"
-	log "installing ${missing[*]} from Debian"
-	if ! apt-cache show "${missing[@]}" >/dev/null 2>&1; then
-		as_root apt-get -o DPkg::Lock::Timeout=600 update -q >&2
-	fi
-	as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q \
-		--no-install-recommends "${missing[@]}" >&2
-}
+# shellcheck source=hack/lib/apt.sh
+source "$images_root/hack/lib/apt.sh"
 
 # The workspace version ([workspace.package] version in Cargo.toml): the images' default tag.
 workspace_version() {

@@ -13,9 +13,8 @@ APT_STAMP=${STRESSMIX_CACHE:-$HOME/.cache/stressmix}/kmod/apt-updated
 
 log() { echo "kmod-deps: $*" >&2; }
 
-as_root() {
-	if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi
-}
+# shellcheck source=hack/lib/apt.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../../hack/lib/apt.sh"
 
 ensure_backports_source() {
 	if [[ ! -f $BACKPORTS_LIST ]]; then
@@ -36,35 +35,21 @@ apt_update_once() {
 	fi
 }
 
-# apt_install PKG...: installs the packages not yet installed.
-apt_install() {
-	local missing=() p
-	for p in "$@"; do
-		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-	done
-	[[ ${#missing[@]} -eq 0 ]] && return 0
+# install_with_backports PKG...: kernel packages from backports need their dependencies from there too.
+install_with_backports() {
 	ensure_backports_source
 	apt_update_once
-	if ! apt-cache show "${missing[@]}" >/dev/null 2>&1; then
-		rm -f "$APT_STAMP"
-		apt_update_once
-	fi
-	log "installing ${missing[*]}"
-	# Kernel packages from backports need their dependencies from backports too.
-	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-		-t bookworm-backports "${missing[@]}" >&2 ||
-		as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-			"${missing[@]}" >&2
+	apt_install --release bookworm-backports "$@"
 }
 
 tools() {
-	apt_install gcc make libc6-dev bc flex bison libelf-dev sparse qemu-system-x86 busybox-static \
+	install_with_backports gcc make libc6-dev bc flex bison libelf-dev sparse qemu-system-x86 busybox-static \
 		cpio kmod zstd xz-utils
 }
 
 kernel() {
 	local kver=$1
-	apt_install "linux-headers-$kver" "linux-image-$kver"
+	install_with_backports "linux-headers-$kver" "linux-image-$kver"
 	[[ -f /boot/vmlinuz-$kver ]] || { log "no /boot/vmlinuz-$kver after install"; exit 1; }
 	[[ -d /usr/src/linux-headers-$kver ]] || { log "no headers for $kver after install"; exit 1; }
 }
