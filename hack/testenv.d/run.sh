@@ -12,9 +12,13 @@ KUBECONFIG_ADMIN=$STATE_DIR/admin.kubeconfig
 #                                             there by the lease reconciler) and in the serving certificate;
 #                                             the API server still listens on 127.0.0.1 only
 #   STRESSMIX_TESTENV_EXTRA_CONTROLLERS=a,b   controllers run besides the default list
+#   STRESSMIX_TESTENV_NODE_PROXY_SOCKET=PATH  the API server reaches nodes (kubelet: logs, exec,
+#                                             port-forward) through an HTTP CONNECT proxy on this Unix
+#                                             socket (its egress selector), with a kubelet client certificate
 TESTENV_KWOK=${STRESSMIX_TESTENV_KWOK:-1}
 ADVERTISE_ADDRESS=${STRESSMIX_TESTENV_ADVERTISE_ADDRESS:-127.0.0.1}
 EXTRA_CONTROLLERS=${STRESSMIX_TESTENV_EXTRA_CONTROLLERS:-}
+NODE_PROXY_SOCKET=${STRESSMIX_TESTENV_NODE_PROXY_SOCKET:-}
 # Start order; `down` stops in reverse.
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler)
 [ "$TESTENV_KWOK" = 0 ] || COMPONENTS+=(kwok)
@@ -63,8 +67,9 @@ _wait_for() {
 
 _ensure_openssl() {
   command -v openssl >/dev/null && return 0
-  log "installing openssl (apt)"
-  apt-get update -qq && apt-get install -y -qq --no-install-recommends openssl >/dev/null
+  # shellcheck source=hack/lib/apt.sh
+  . "$(dirname "${BASH_SOURCE[0]}")/../lib/apt.sh"
+  apt_install openssl
 }
 
 # _cert <name> <subject> [<subjectAltName>]: a key and a certificate signed by the test CA.
@@ -118,6 +123,7 @@ _make_pki() {
   _cert admin "/O=system:masters/CN=stressmix-testenv-admin"
   _cert kube-controller-manager "/CN=system:kube-controller-manager"
   _cert kube-scheduler "/CN=system:kube-scheduler"
+  [ -z "$NODE_PROXY_SOCKET" ] || _cert apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client"
   openssl genrsa -out "$PKI_DIR/sa.key" 2048 2>/dev/null
   openssl rsa -in "$PKI_DIR/sa.key" -pubout -out "$PKI_DIR/sa.pub" 2>/dev/null
   _kubeconfig kube-controller-manager "$STATE_DIR/kube-controller-manager.kubeconfig"
@@ -196,6 +202,21 @@ cmd_up() {
   # (Endpoints at 127.0.0.1 are refused), the lease reconciler for an advertised address a node reaches.
   local reconciler=none
   [ "$ADVERTISE_ADDRESS" = 127.0.0.1 ] || reconciler=lease
+  local node_proxy=()
+  if [ -n "$NODE_PROXY_SOCKET" ]; then
+    cat >"$STATE_DIR/egress-selector.yaml" <<EGRESS
+apiVersion: apiserver.k8s.io/v1beta1
+kind: EgressSelectorConfiguration
+egressSelections:
+- name: cluster
+  connection:
+    proxyProtocol: HTTPConnect
+    transport: { uds: { udsName: $NODE_PROXY_SOCKET } }
+EGRESS
+    node_proxy=(--egress-selector-config-file "$STATE_DIR/egress-selector.yaml"
+      --kubelet-client-certificate "$PKI_DIR/apiserver-kubelet-client.crt"
+      --kubelet-client-key "$PKI_DIR/apiserver-kubelet-client.key")
+  fi
   # TaintNodesByCondition is off: it taints a new node not-ready, and only the node-lifecycle
   # controller (not run here: kwok's node never misses a heartbeat) would lift the taint.
   _start kube-apiserver --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
@@ -207,7 +228,7 @@ cmd_up() {
     --service-account-key-file "$PKI_DIR/sa.pub" --service-account-signing-key-file "$PKI_DIR/sa.key" \
     --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction \
     --disable-admission-plugins TaintNodesByCondition \
-    --allow-privileged=true --profiling=false
+    --allow-privileged=true --profiling=false "${node_proxy[@]}"
   _wait_for kube-apiserver 90 _api_ready
 
   # Controllers the tests rely on: garbage collector, ReplicaSet, Deployment, DaemonSet, ServiceAccounts
