@@ -37,6 +37,10 @@ export STRESSMIX_TESTENV_KCM_PORT=${STRESSMIX_LAB_KCM_PORT:-20457}
 export STRESSMIX_TESTENV_SCHED_PORT=${STRESSMIX_LAB_SCHED_PORT:-20459}
 export STRESSMIX_TESTENV_KWOK=0
 export STRESSMIX_TESTENV_ADVERTISE_ADDRESS=$LAB_APISERVER_ADDR
+# kubectl logs/exec/port-forward: the API server's egress goes through hack/lab/node-proxy-connect
+# (socat on this socket) to qemu's forward of the kubelet port on 127.0.0.1.
+export STRESSMIX_TESTENV_NODE_PROXY_SOCKET=$LAB_STATE/node-proxy.sock
+LAB_KUBELET_FWD_PORT=${STRESSMIX_LAB_KUBELET_PORT:-20450}
 export STRESSMIX_TESTENV_EXTRA_CONTROLLERS=endpoints-controller,endpointslice-controller,endpointslice-mirroring-controller,persistentvolume-binder-controller,ttl-after-finished-controller,pod-garbage-collector-controller
 
 # shellcheck source=hack/testenv.d/common.sh

@@ -9,12 +9,15 @@ LAB_OUT=$LAB_STATE/out
 LAB_CONSOLE=$LAB_STATE/console.log
 LAB_QEMU=qemu-system-x86_64
 
-_lab_qemu_pid() {
+_lab_qemu_pid() { _lab_pid qemu "$LAB_QEMU"; }
+
+# _lab_pid NAME BINARY: the recorded pid of a process lab started, when it still runs that binary.
+_lab_pid() {
   local pid exe
-  [ -s "$LAB_STATE/qemu.pid" ] || return 1
-  pid=$(cat "$LAB_STATE/qemu.pid")
+  [ -s "$LAB_STATE/$1.pid" ] || return 1
+  pid=$(cat "$LAB_STATE/$1.pid")
   exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
-  [ "$exe" = "$(command -v "$LAB_QEMU")" ] || return 1
+  [ "$exe" = "$(command -v "$2")" ] || return 1
   echo "$pid"
 }
 
@@ -61,7 +64,8 @@ _lab_boot() {
   rootfs=$(lab_rootfs_dir "$kver")
   # KVM is unusable here (its emulator stops on the Debian kernel): software emulation, 2 vCPUs.
   # The only network is qemu's user network, restricted (no way out), with one forward from the
-  # guest to the API server on 127.0.0.1 (socat per connection).
+  # guest to the API server on 127.0.0.1 (socat per connection), and one from 127.0.0.1 to the
+  # kubelet for the API server's node proxy.
   setsid nice -n 10 "$LAB_QEMU" -accel tcg,thread=multi -cpu max -smp 2 -m "$LAB_MEM_MB" \
     -nodefaults -no-user-config -display none -no-reboot \
     -serial "file:$LAB_CONSOLE" \
@@ -69,7 +73,7 @@ _lab_boot() {
     -append "console=ttyS0 panic=-1 loglevel=4" \
     -drive "file=$LAB_STATE/disk.qcow2,if=virtio,format=qcow2,cache=unsafe" \
     -drive "file=$LAB_STATE/payload.ext4,if=virtio,format=raw,readonly=on" \
-    -netdev "user,id=n0,restrict=on,guestfwd=tcp:$LAB_APISERVER_ADDR:$APISERVER_PORT-cmd:socat - TCP:127.0.0.1:$APISERVER_PORT" \
+    -netdev "user,id=n0,restrict=on,guestfwd=tcp:$LAB_APISERVER_ADDR:$APISERVER_PORT-cmd:socat - TCP:127.0.0.1:$APISERVER_PORT,hostfwd=tcp:127.0.0.1:$LAB_KUBELET_FWD_PORT-$LAB_GUEST_IP:10250" \
     -device virtio-net-pci,netdev=n0 \
     -virtfs "local,path=$LAB_SHARE,mount_tag=lab,security_model=none,readonly=on" \
     -virtfs "local,path=$LAB_OUT,mount_tag=labout,security_model=none" \
@@ -105,7 +109,7 @@ _lab_coredns_available() {
 
 lab_up() {
   local kver start
-  if _lab_qemu_pid >/dev/null && _api_ready && _lab_node_ready; then
+  if _lab_qemu_pid >/dev/null && _lab_pid node-proxy socat >/dev/null && _api_ready && _lab_node_ready; then
     lab_log "already up ($LAB_STATE)"
     return 0
   fi
@@ -117,6 +121,7 @@ lab_up() {
     _lab_stop_guest
   fi
   _lab_share "$kver"
+  _lab_start_node_proxy
   start=$SECONDS
   _lab_boot "$kver"
   lab_log "guest booting (console: $LAB_CONSOLE)"
@@ -134,6 +139,14 @@ lab_up() {
   lab_log "use: eval \"\$(hack/lab/lab env)\""
 }
 
+_lab_start_node_proxy() {
+  _lab_pid node-proxy socat >/dev/null && return 0
+  LAB_NODE=$LAB_NODE LAB_GUEST_IP=$LAB_GUEST_IP LAB_KUBELET_FWD_PORT=$LAB_KUBELET_FWD_PORT setsid socat \
+    "UNIX-LISTEN:$STRESSMIX_TESTENV_NODE_PROXY_SOCKET,fork,unlink-early,mode=600" \
+    "EXEC:$LAB_REPO/hack/lab/node-proxy-connect" </dev/null >>"$LAB_STATE/node-proxy.log" 2>&1 &
+  echo $! >"$LAB_STATE/node-proxy.pid"
+}
+
 _lab_stop_guest() {
   local pid
   if pid=$(_lab_qemu_pid); then
@@ -148,6 +161,11 @@ _lab_stop_guest() {
 
 lab_down() {
   _lab_stop_guest
+  local pid
+  if pid=$(_lab_pid node-proxy socat); then
+    kill -TERM "$pid" 2>/dev/null || true
+    lab_log "stopped the node proxy (pid $pid)"
+  fi
   "$LAB_REPO/hack/testenv" down
   rm -rf "$LAB_STATE"
   lab_log "down: state removed"
@@ -156,6 +174,7 @@ lab_down() {
 lab_status() {
   local ok=0 pid
   if pid=$(_lab_qemu_pid); then echo "guest: running (qemu pid $pid)"; else echo "guest: not running"; ok=1; fi
+  if pid=$(_lab_pid node-proxy socat); then echo "node proxy: running (pid $pid)"; else echo "node proxy: not running"; ok=1; fi
   "$LAB_REPO/hack/testenv" status || ok=1
   if _lab_node_ready; then echo "node $LAB_NODE: Ready"; else echo "node $LAB_NODE: not Ready"; ok=1; fi
   return $ok
