@@ -11,21 +11,10 @@ LAB_PACKAGES=(
   tini kmod procps util-linux mount e2fsprogs ca-certificates
 )
 
-_lab_apt_install() {
-  local missing=() p
-  for p in "$@"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-  done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  lab_log "installing ${missing[*]} (apt)"
-  apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
-}
-
 lab_deps() {
   # qemu, busybox-static, kmod, xz and zstd come with the module harness's tools.
   "$LAB_REPO/kmod/test/deps.sh" tools
-  _lab_apt_install mmdebstrap qemu-utils socat e2fsprogs buildah jq gcc libc6-dev
+  apt_install mmdebstrap qemu-utils socat e2fsprogs buildah jq gcc libc6-dev
 }
 
 # The guest kernel: bookworm-backports' 6.12, the release the module harness calls default.
