@@ -41,6 +41,10 @@ export STRESSMIX_TESTENV_ADVERTISE_ADDRESS=$LAB_APISERVER_ADDR
 # (socat on this socket) to qemu's forward of the kubelet port on 127.0.0.1.
 export STRESSMIX_TESTENV_NODE_PROXY_SOCKET=$LAB_STATE/node-proxy.sock
 LAB_KUBELET_FWD_PORT=${STRESSMIX_LAB_KUBELET_PORT:-20450}
+# The log service for the host: 127.0.0.1:<this> is forwarded to the node's NodePort 30800 (the
+# chart's logsvc.service.nodePort, as kind maps its host port 8000 to it).
+LAB_LOGSVC_PORT=${STRESSMIX_LAB_LOGSVC_PORT:-28000}
+LAB_LOGSVC_NODEPORT=30800
 export STRESSMIX_TESTENV_EXTRA_CONTROLLERS=endpoints-controller,endpointslice-controller,endpointslice-mirroring-controller,persistentvolume-binder-controller,ttl-after-finished-controller,pod-garbage-collector-controller
 
 # shellcheck source=hack/testenv.d/common.sh

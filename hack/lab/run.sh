@@ -64,8 +64,8 @@ _lab_boot() {
   rootfs=$(lab_rootfs_dir "$kver")
   # KVM is unusable here (its emulator stops on the Debian kernel): software emulation, 2 vCPUs.
   # The only network is qemu's user network, restricted (no way out), with one forward from the
-  # guest to the API server on 127.0.0.1 (socat per connection), and one from 127.0.0.1 to the
-  # kubelet for the API server's node proxy.
+  # guest to the API server on 127.0.0.1 (socat per connection); from 127.0.0.1 to the kubelet
+  # (for the API server's node proxy) and to the log service's NodePort.
   setsid nice -n 10 "$LAB_QEMU" -accel tcg,thread=multi -cpu max -smp 2 -m "$LAB_MEM_MB" \
     -nodefaults -no-user-config -display none -no-reboot \
     -serial "file:$LAB_CONSOLE" \
@@ -73,7 +73,7 @@ _lab_boot() {
     -append "console=ttyS0 panic=-1 loglevel=4" \
     -drive "file=$LAB_STATE/disk.qcow2,if=virtio,format=qcow2,cache=unsafe" \
     -drive "file=$LAB_STATE/payload.ext4,if=virtio,format=raw,readonly=on" \
-    -netdev "user,id=n0,restrict=on,guestfwd=tcp:$LAB_APISERVER_ADDR:$APISERVER_PORT-cmd:socat - TCP:127.0.0.1:$APISERVER_PORT,hostfwd=tcp:127.0.0.1:$LAB_KUBELET_FWD_PORT-$LAB_GUEST_IP:10250" \
+    -netdev "user,id=n0,restrict=on,guestfwd=tcp:$LAB_APISERVER_ADDR:$APISERVER_PORT-cmd:socat - TCP:127.0.0.1:$APISERVER_PORT,hostfwd=tcp:127.0.0.1:$LAB_KUBELET_FWD_PORT-$LAB_GUEST_IP:10250,hostfwd=tcp:127.0.0.1:$LAB_LOGSVC_PORT-$LAB_GUEST_IP:$LAB_LOGSVC_NODEPORT" \
     -device virtio-net-pci,netdev=n0 \
     -virtfs "local,path=$LAB_SHARE,mount_tag=lab,security_model=none,readonly=on" \
     -virtfs "local,path=$LAB_OUT,mount_tag=labout,security_model=none" \
@@ -183,6 +183,7 @@ lab_status() {
 lab_env() {
   cmd_env | grep -v STRESSMIX_TESTENV_NODE
   echo "export STRESSMIX_LAB_NODE=$LAB_NODE"
+  echo "export STRESSMIX_LAB_LOGSVC_URL=http://127.0.0.1:$LAB_LOGSVC_PORT"
 }
 
 # lab_guest_run CMD...: run a shell command in the guest (no network way in: the guest's init polls
