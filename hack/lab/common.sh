@@ -11,6 +11,9 @@ LAB_STATE=${STRESSMIX_LAB_STATE:-$LAB_CACHE/run}
 
 # Cluster DNS, built from its Go module (no replace directives: `go install` works).
 COREDNS_VERSION=v1.14.7
+# STRESSMIX_LAB_IMAGES="a.tar b.tar": more image archives (docker-archive or OCI) on the payload disk,
+# imported at boot before `up` returns (much faster than `load` through the 9p share).
+LAB_EXTRA_IMAGES=${STRESSMIX_LAB_IMAGES:-}
 # STRESSMIX_LAB_DNS=0: no CoreDNS (no cold CoreDNS build; pods resolve no cluster names).
 LAB_DNS=${STRESSMIX_LAB_DNS:-1}
 # Bump when the root file system's recipe (packages, hooks) changes: it is part of the cache key.
@@ -24,6 +27,8 @@ LAB_GATEWAY=10.0.2.2
 LAB_APISERVER_ADDR=10.0.2.100
 LAB_MEM_MB=${STRESSMIX_LAB_MEM_MB:-3072}
 LAB_DISK_GB=${STRESSMIX_LAB_DISK_GB:-8}
+# More kernel command line for the guest (debugging; a test breaks the boot with rdinit=/nonexistent).
+LAB_KERNEL_ARGS=${STRESSMIX_LAB_KERNEL_ARGS:-}
 # Bounded waits (seconds); software emulation is slow, and slower while anything builds on the host.
 LAB_BOOT_TIMEOUT=${STRESSMIX_LAB_BOOT_TIMEOUT:-300}
 
