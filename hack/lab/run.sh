@@ -241,7 +241,7 @@ lab_guest_run() {
 # node; prints the pod's cgroup directory as the guest sees it (the path form the agent parses).
 lab_smoke() {
   local ns=lab-smoke pod=hello start uid cid
-  _lab_qemu_pid >/dev/null && _lab_node_ready || lab_die "the lab is not up (hack/lab/lab up)"
+  if ! _lab_qemu_pid >/dev/null || ! _lab_node_ready; then lab_die "the lab is not up (hack/lab/lab up)"; fi
   _kubectl delete namespace "$ns" --ignore-not-found --wait=true >/dev/null
   _kubectl create namespace "$ns" >/dev/null
   start=$SECONDS
