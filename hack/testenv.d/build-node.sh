@@ -3,19 +3,6 @@
 # the scratch module build_kubernetes writes in $K8S_DIR/src, the same Go caches and version stamp.
 # Sourced after build.sh (hack/lab uses it); static (CGO_ENABLED=0 from go_env) so the guest needs no libc match.
 
-# The version stamp the Kubernetes commands carry (kubelet reports it as the node's kubeletVersion).
-k8s_version_ldflags() {
-  local date minor pkg flags="-s -w"
-  date=$(go list -m -json "k8s.io/kubernetes@$K8S_VERSION" | jq -r .Time) ||
-    die "cannot read k8s.io/kubernetes@$K8S_VERSION's date from the module proxy"
-  minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
-  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    flags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
-    flags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$date"
-  done
-  echo "$flags"
-}
-
 build_node_binaries() {
   local bin=$K8S_DIR/bin
   [ -x "$bin/kubelet" ] && [ -x "$bin/kube-proxy" ] && return 0

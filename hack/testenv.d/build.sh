@@ -33,6 +33,19 @@ _run_build() {
   echo "$((SECONDS - start))" >"${logfile%.log}.seconds"
 }
 
+# The version stamp the Kubernetes commands carry (kubelet reports it as the node's kubeletVersion).
+k8s_version_ldflags() {
+  local date minor pkg flags="-s -w"
+  date=$(go list -m -json "k8s.io/kubernetes@$K8S_VERSION" | jq -r .Time) ||
+    die "cannot read k8s.io/kubernetes@$K8S_VERSION's date from the module proxy"
+  minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    flags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    flags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$date"
+  done
+  echo "$flags"
+}
+
 # k8s.io/kubernetes cannot be `go install`ed: its go.mod replaces every staging module with a local path.
 # A scratch module requires it and replaces each staging module with its published v0.<minor>.<patch>.
 build_kubernetes() {
@@ -60,14 +73,8 @@ build_kubernetes() {
     echo ")"
   } >"$src/go.mod"
   log "kubernetes: $(grep -c '=> k8s.io' "$src/go.mod") staging modules replaced by $staging_version"
-  local date
-  date=$(go list -m -json "k8s.io/kubernetes@$K8S_VERSION" | jq -r .Time)
-  local minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
-  local ldflags="-s -w" pkg
-  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
-    ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$date"
-  done
+  local ldflags
+  ldflags=$(k8s_version_ldflags)
   # One `go build` for the four commands so shared packages compile once.
   (cd "$src" && _run_build "kubernetes $K8S_VERSION" "$K8S_DIR/build.log" \
     go build -v -p 2 -ldflags "$ldflags" -o "$bin/" \
