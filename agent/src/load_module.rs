@@ -9,7 +9,7 @@ use crate::loader::{
     DEFAULT_LOCKDOWN_FILE, Kernel, ModuleBuild, ModuleConfig, ModuleState, ensure_module,
 };
 use crate::modinfo::parse_modinfo;
-use crate::module_status::{ModuleStatus, Outcome, read_build_failure};
+use crate::module_status::{Cause, ModuleStatus, Outcome, read_build_failure};
 
 /// Flags of `load-module` (the module init contract).
 #[derive(Debug, Clone, clap::Args)]
@@ -39,9 +39,7 @@ pub fn load_module(kernel: &impl Kernel, args: &LoadModuleArgs) -> ModuleStatus 
     if let Some(failure) = args.build_failure.as_deref().filter(|p| p.exists()) {
         return match read_build_failure(failure) {
             Ok(status) => status,
-            Err(e) => {
-                ModuleStatus::failed(crate::module_status::Cause::BuildFailed, &e.to_string())
-            }
+            Err(e) => ModuleStatus::failed(Cause::BuildFailed, &e.to_string()),
         };
     }
     let config = ModuleConfig {
@@ -87,6 +85,11 @@ fn ko_build(path: &Path) -> ModuleBuild {
 /// The one line the init container prints.
 pub fn summary(status: &ModuleStatus) -> String {
     match status.outcome {
+        // The old build stays in use while its document's schema is one the agent reads.
+        Outcome::Failed if status.cause == Some(Cause::StaleModule) => format!(
+            "load-module: not loaded, the agent reads the module already loaded: {}",
+            status.line()
+        ),
         Outcome::Failed => format!(
             "load-module: not loaded, the agent will read cgroupfs: {}",
             status.line()
@@ -204,6 +207,11 @@ mod tests {
                 status.reason
             );
         }
+        assert!(
+            summary(&status).contains("reads the module already loaded"),
+            "{}",
+            summary(&status)
+        );
     }
 
     #[test]
