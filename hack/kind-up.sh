@@ -113,25 +113,8 @@ for archive in "$archives"/*.tar; do
 	kind load image-archive --name "$cluster" "$archive"
 done
 
-log "applying the CRDs"
-kubectl apply --server-side -f crds/
-kubectl wait --for=condition=Established --timeout=60s crd/workloads.stressmix.dev
-
-# The agent needs hostPID, host paths and capabilities: Pod Security level "privileged" in its namespace.
-kubectl create namespace "$namespace" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-kubectl label namespace "$namespace" --overwrite pod-security.kubernetes.io/enforce=privileged >/dev/null
-
-log "installing the chart"
 # shellcheck disable=SC2086 # STRESSMIX_HELM_ARGS is a list of words on purpose
-helm upgrade --install stressmix charts/stressmix \
-	--namespace "$namespace" \
-	--values charts/stressmix/ci/kind-values.yaml \
-	--set "image.tag=$tag" --set "agent.module.builderImage.tag=$tag" \
-	--set "agent.module.mode=${mode%%:*}" \
-	--wait --timeout 10m ${STRESSMIX_HELM_ARGS:-}
-
-log "applying the example Workload $example"
-kubectl apply -f "$example"
+STRESSMIX_EXAMPLE=$example STRESSMIX_NAMESPACE=$namespace hack/install-stack.sh "$tag" "${mode%%:*}" ${STRESSMIX_HELM_ARGS:-}
 
 cat <<MSG
 
