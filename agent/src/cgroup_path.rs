@@ -228,6 +228,38 @@ mod tests {
         );
     }
 
+    /// Paths as the lab node (hack/lab: containerd 1.6 + runc, kubelet's cgroupfs driver, cgroup v2)
+    /// showed them for two stress pods of examples/workload.yaml (Guaranteed: limits only), from the
+    /// agent's readings in `make test-e2e`: a pod's own cgroup, its sandbox (pause) and a container,
+    /// all below `/kubepods/pod<uid>`.
+    #[test]
+    fn lab_node_real_paths() {
+        let pod_a = "e0fb2441-5f1b-454d-a1a5-1832f583e779";
+        let pod_b = "4b3184f2-e2bb-4232-9961-4275d402966c";
+        let sandbox_a = "4b209b3ca0168753f07466cd2c123b2caa2fb5f860ebe44e41d4c54bad698316";
+        let container_b = "9fdba5224f74237fedd843bf2514a04d0d2ded64a8655a920bf68a6cde83c9b8";
+        for (path, uid, id) in [
+            (format!("/kubepods/pod{pod_a}"), pod_a, None),
+            (
+                format!("/kubepods/pod{pod_a}/{sandbox_a}"),
+                pod_a,
+                Some(sandbox_a),
+            ),
+            (
+                format!("/kubepods/pod{pod_b}/{container_b}"),
+                pod_b,
+                Some(container_b),
+            ),
+        ] {
+            let want = CgroupOwner::Pod(PodCgroup {
+                pod_uid: uid.to_owned(),
+                qos: QosClass::Guaranteed,
+                container_id: id.map(str::to_owned),
+            });
+            assert_eq!(parse_cgroup_path(&path), want, "{path}");
+        }
+    }
+
     #[test]
     fn processes_nested_below_a_container_keep_its_id() {
         let path = format!("/kubepods/burstable/pod{UID}/{CID}/inner");
