@@ -1,0 +1,674 @@
+#!/usr/bin/env python3
+"""Checks of `make test-e2e` (hack/e2e/run.sh) against the stack on the lab node.
+
+  check.py pods           every stress pod Running under runc with the operator's args; a pod that
+                          reaches durationSeconds exits 0 and its slot gets a new pod; Workload Ready
+  check.py module MODE    MODE build: kmod-build's and kmod-load's one line, the agent's batches in the
+                          log service's database say source=module; MODE none: source=cgroupfs with
+                          a source_reason
+  check.py attribution    every running stress pod has readings labelled namespace/pod/container/
+                          workload/kind (from the log service's query API)
+  check.py numbers        cpu, memory, disk and node memory figures against the load
+  check.py faults         the agent's pod deleted: a new boot id, no sequence gap, no time gap beyond
+                          its absence; the log service's pod deleted: every batch stored before is
+                          still there (its volume), the agent's buffer fills the gap
+  check.py dashboard      every dashboard query (hack/test-deploy/dashboard_contract.py's way of running
+                          them) answers one series per stress pod, named after pods in the cluster
+
+Environment (run.sh sets it): KUBECONFIG, STRESSMIX_LAB_LOGSVC_URL, STRESSMIX_E2E_RUN_DIR,
+STRESSMIX_E2E_NAMESPACE. Standard library only; exit 1 with a FAIL line on the first failed check.
+STRESSMIX_E2E_CPU_PERCENT (default 10) is the expected cpu reading (set it to 20 to see the check fail).
+"""
+
+import calendar
+import glob
+import json
+import os
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "hack", "test-deploy"))
+import dashboard_contract as dc  # noqa: E402  (its query runner: the way Grafana's Infinity asks)
+
+NS = os.environ.get("STRESSMIX_E2E_NAMESPACE", "stressmix-system")
+RUN_DIR = os.environ.get("STRESSMIX_E2E_RUN_DIR", "/tmp")
+LOGSVC = os.environ.get("STRESSMIX_LAB_LOGSVC_URL", "http://127.0.0.1:28000")
+MiB = 1 << 20
+SCRATCH_DIR = "/scratch"  # operator/src/podspec.rs
+
+
+class Failed(Exception):
+    pass
+
+
+class Fatal(Exception):
+    """A failure no waiting can mend (wait() does not retry it)."""
+
+
+def say(msg):
+    print(f"[e2e check] {msg}", file=sys.stderr, flush=True)
+
+
+def ok(msg):
+    say(f"ok: {msg}")
+
+
+def fail(msg):
+    raise Failed(msg)
+
+
+def sh(args, timeout=120):
+    r = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    if r.returncode != 0:
+        fail(f"{' '.join(args)}: exit {r.returncode}: {r.stderr.strip()[-500:]}")
+    return r.stdout
+
+
+def kubectl_json(*args):
+    return json.loads(sh(["kubectl", *args, "-o", "json"]))
+
+
+def guest(cmd, timeout=120):
+    return sh([os.path.join(ROOT, "hack", "lab", "lab"), "run", cmd], timeout=timeout)
+
+
+def api(path, **params):
+    url = LOGSVC + path + ("?" + urllib.parse.urlencode(params) if params else "")
+    with urllib.request.urlopen(url, timeout=15) as resp:
+        return json.loads(resp.read())
+
+
+def wait(what, timeout, probe, every=2):
+    """probe() returns a truthy value when done, or raises Failed with the current reason."""
+    deadline = time.time() + timeout
+    reason = "never probed"
+    while time.time() < deadline:
+        try:
+            value = probe()
+            if value:
+                return value
+        except Failed as e:
+            reason = str(e)
+        time.sleep(every)
+    fail(f"timed out after {timeout} s waiting for {what}: {reason}")
+
+
+def workload():
+    items = kubectl_json("get", "workloads", "-A")["items"]
+    if len(items) != 1:
+        fail(f"expected one Workload (examples/workload.yaml), found {len(items)}")
+    return items[0]
+
+
+def stress_pods(wl, running_only=True):
+    pods = kubectl_json("-n", wl["metadata"]["namespace"], "get", "pods")["items"]
+    mine = [p for p in pods if any(o.get("uid") == wl["metadata"]["uid"]
+                                   for o in p["metadata"].get("ownerReferences", []))]
+    if running_only:
+        mine = [p for p in mine if p["status"].get("phase") == "Running"
+                and not p["metadata"].get("deletionTimestamp")]
+    return mine
+
+
+def slot(name):
+    """A slot's pods alternate between its name and its second name (operator/src/planner.rs)."""
+    return name.removesuffix("-b")
+
+
+def started_before(p, seconds):
+    """The pod's container has run for at least `seconds` (so the agent has read it)."""
+    for cs in p["status"].get("containerStatuses", []):
+        at = cs.get("state", {}).get("running", {}).get("startedAt")
+        if at and time.time() - calendar.timegm(time.strptime(at, "%Y-%m-%dT%H:%M:%SZ")) >= seconds:
+            return True
+    return False
+
+
+def pod_kind(p):
+    return p["metadata"]["labels"]["stressmix.dev/kind"]
+
+
+def expected_args(entry, duration):
+    """operator/src/podspec.rs stress_args, from the Workload as the cluster holds it."""
+    args = [entry["kind"], "--duration", str(max(duration, 0)), "--workers", str(max(entry.get("workers", 1), 1))]
+    if entry["kind"] == "cpu":
+        args += ["--load", str(min(max(entry.get("load", 100), 1), 100))]
+    if entry["kind"] in ("memory", "disk") and entry.get("bytes"):
+        args += ["--bytes", str(parse_bytes(entry["bytes"]))]
+    if entry["kind"] in ("disk", "io"):
+        args += ["--dir", SCRATCH_DIR]
+    return args
+
+
+def parse_bytes(text):
+    text = str(text)
+    for suffix, mult in (("Ki", 1 << 10), ("Mi", 1 << 20), ("Gi", 1 << 30)):
+        if text.endswith(suffix):
+            return int(text[: -len(suffix)]) * mult
+    return int(text)
+
+
+def limit_bytes(wl):
+    return parse_bytes(wl["spec"]["template"]["resources"]["limits"]["memory"])
+
+
+def limit_cpu_percent(wl):
+    cpu = str(wl["spec"]["template"]["resources"]["limits"]["cpu"])
+    return float(cpu[:-1]) / 10 if cpu.endswith("m") else float(cpu) * 100
+
+
+# ---------------------------------------------------------------- 1. real pods
+
+
+def check_pods():
+    wl = workload()
+    mix = {e["kind"]: e for e in wl["spec"]["mix"]}
+    total = sum(e["replicas"] for e in mix.values())
+    duration = wl["spec"]["template"]["durationSeconds"]
+
+    def ready():
+        w = workload()
+        st = w.get("status", {})
+        cond = {c["type"]: c["status"] for c in st.get("conditions", [])}
+        pods = stress_pods(w)
+        if st.get("desired") != total or st.get("ready") != total or cond.get("Ready") != "True":
+            fail(f"status desired={st.get('desired')} ready={st.get('ready')} Ready={cond.get('Ready')}, want {total}")
+        for kind, e in mix.items():
+            k = st.get("kinds", {}).get(kind, {})
+            if k.get("desired") != e["replicas"] or k.get("ready") != e["replicas"]:
+                fail(f"status.kinds.{kind} = {k}, want {e['replicas']} desired and ready")
+        if len(pods) != total:
+            fail(f"{len(pods)} stress pods Running, want {total}")
+        return pods
+
+    pods = wait(f"Workload Ready with {total} pods Running", 420, ready)
+    ok(f"Workload Ready: desired {total}, ready {total}, per kind "
+       + ", ".join(f"{k} {e['replicas']}" for k, e in sorted(mix.items())))
+
+    # Each container: the stress program with the operator's args, run by containerd's runc shim, its
+    # process in the guest running exactly that command line.
+    ids = {}
+    for p in pods:
+        c = p["spec"]["containers"][0]
+        want = expected_args(mix[pod_kind(p)], duration)
+        if c.get("args") != want:
+            fail(f"pod {p['metadata']['name']}: args {c.get('args')}, the operator's are {want}")
+        if "stressmix-stress" not in " ".join(c.get("command", [])):
+            fail(f"pod {p['metadata']['name']}: command {c.get('command')} is not stressmix-stress")
+        cid = p["status"]["containerStatuses"][0]["containerID"]
+        if not cid.startswith("containerd://"):
+            fail(f"pod {p['metadata']['name']}: container id {cid} is not containerd's")
+        ids[p["metadata"]["name"]] = (cid.removeprefix("containerd://"), want)
+    script = "; ".join(
+        f"echo {name} $(ctr -n k8s.io containers info {cid} | grep -o '\"Name\": \"io.containerd.runc[^\"]*\"' | head -n1)"
+        f" $(tr '\\0' ' ' </proc/$(ctr -n k8s.io tasks ls | awk '$1==\"{cid}\"{{print $2}}')/cmdline)"
+        for name, (cid, _) in ids.items())
+    out = guest(script)
+    lines = {ln.split()[0]: ln for ln in out.splitlines() if ln.split()}
+    for name, (cid, want) in ids.items():
+        line = lines.get(name, "")
+        if "io.containerd.runc.v2" not in line:
+            fail(f"pod {name}: containerd's runtime is not runc's shim: {line!r}")
+        if not line.rstrip().endswith("stressmix-stress " + " ".join(want)):
+            fail(f"pod {name}: the guest's process runs {line!r}, want stressmix-stress {' '.join(want)}")
+    ok(f"{len(ids)} stress pods Running under io.containerd.runc.v2, each process 'stressmix-stress <operator args>'")
+
+    # A pod reaching durationSeconds exits 0 and its slot (the pod name) gets a new pod.
+    first = {slot(p["metadata"]["name"]): p["metadata"]["uid"] for p in pods}
+    exited = {}
+
+    def replaced():
+        for p in stress_pods(wl, running_only=False):
+            name, uid = p["metadata"]["name"], p["metadata"]["uid"]
+            for cs in p["status"].get("containerStatuses", []):
+                term = cs.get("state", {}).get("terminated")
+                if term:
+                    if term.get("exitCode") != 0:
+                        raise Fatal(f"{name} ({uid}) exited {term.get('exitCode')} "
+                                         f"({term.get('reason')}): {term.get('message', '')}")
+                    exited.setdefault(uid, (name, term.get("reason"), term.get("startedAt"), term.get("finishedAt")))
+            old = first.get(slot(name))
+            if old and uid != old and p["status"].get("phase") == "Running" and old in exited:
+                return name, old, uid
+        fail(f"no replaced pod yet (exits seen: {len(exited)})")
+
+    name, old, new = wait(f"a pod exiting 0 after {duration} s and being replaced", duration + 150, replaced, every=1)
+    oldname, reason, started, finished = exited[old]
+    ok(f"pod {oldname} ({old}) exited 0 ({reason}, {started} -> {finished}); its slot {slot(name)} runs "
+       f"a new pod {name} ({new})")
+
+
+# ---------------------------------------------------------------- 2. the module, from the chart
+
+
+def agent_pod():
+    pods = kubectl_json("-n", NS, "get", "pods", "-l", "app.kubernetes.io/component=agent")["items"]
+    pods = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+    if len(pods) != 1:
+        fail(f"expected one agent pod, found {len(pods)}")
+    return pods[0]
+
+
+def copy_database():
+    """The log service's SQLite database, copied out of the guest (its local volume) with its WAL."""
+    pvc = kubectl_json("-n", NS, "get", "pvc", "-l", "app.kubernetes.io/component=logsvc")["items"]
+    if len(pvc) != 1:
+        fail(f"expected the log service's one PVC, found {len(pvc)}")
+    pv = kubectl_json("get", "pv", pvc[0]["spec"]["volumeName"])
+    path = pv["spec"]["local"]["path"]
+    tag = f"e2e-db-{time.time_ns()}"
+    guest(f"mkdir -p /mnt/labout/{tag} && cp {path}/stressmix.db* /mnt/labout/{tag}/")
+    src = os.path.join(os.environ.get("STRESSMIX_CACHE", os.path.expanduser("~/.cache/stressmix")),
+                       "lab", "run", "out", tag)
+    dst = os.path.join(RUN_DIR, tag)
+    os.makedirs(dst, exist_ok=True)
+    for f in glob.glob(os.path.join(src, "stressmix.db*")):
+        with open(f, "rb") as a, open(os.path.join(dst, os.path.basename(f)), "wb") as b:
+            b.write(a.read())
+    return sqlite3.connect(os.path.join(dst, "stressmix.db"))
+
+
+def agent_boot_id(pod):
+    """The boot id the running agent announced ('agent started' in its JSON log)."""
+    out = sh(["kubectl", "-n", NS, "logs", pod["metadata"]["name"], "-c", "agent"])
+    for line in out.splitlines():
+        try:
+            fields = json.loads(line).get("fields", {})
+        except json.JSONDecodeError:
+            continue
+        if fields.get("message") == "agent started" and fields.get("boot_id"):
+            return fields["boot_id"]
+    fail(f"agent {pod['metadata']['name']} has not logged 'agent started' with its boot_id")
+
+
+def agent_started_ms(pod):
+    for cs in pod["status"].get("containerStatuses", []):
+        at = cs.get("state", {}).get("running", {}).get("startedAt")
+        if at:
+            return calendar.timegm(time.strptime(at, "%Y-%m-%dT%H:%M:%SZ")) * 1000
+    fail(f"agent {pod['metadata']['name']} is not running")
+
+
+def boot_batches(boot_id):
+    db = copy_database()
+    return db.execute(
+        "SELECT b.boot, bo.boot_id, b.sequence, b.source, b.source_reason FROM batches b"
+        " JOIN boots bo ON bo.id = b.boot WHERE bo.boot_id = ? ORDER BY b.sequence", (boot_id,)).fetchall()
+
+
+def check_module(mode):
+    pod = agent_pod()
+    name = pod["metadata"]["name"]
+    boot_id = wait("the agent's boot id in its log", 60, lambda: agent_boot_id(agent_pod()))
+    kver = guest("uname -r").strip()
+    if mode == "build":
+        build = sh(["kubectl", "-n", NS, "logs", name, "-c", "kmod-build"]).strip().splitlines()
+        if len(build) < 1 or not build[-1].startswith(f"kmod-build: built stressmix.ko for {kver} with "):
+            fail(f"kmod-build said {build[-3:]}, want 'kmod-build: built stressmix.ko for {kver} with ...'")
+        ok(f"kmod-build: {build[-1]!r}")
+        load = sh(["kubectl", "-n", NS, "logs", name, "-c", "kmod-load"]).strip().splitlines()
+        if len(load) != 1 or "loaded" not in load[0] or "fail" in load[0].lower():
+            fail(f"kmod-load said {load}, want one line saying it loaded the module")
+        ok(f"kmod-load: {load[0]!r}")
+        lsmod = guest("grep -c '^stressmix ' /proc/modules || true").strip()
+        if lsmod != "1":
+            fail("the guest's /proc/modules has no stressmix")
+        want_source = "module"
+    else:
+        inits = [c["name"] for c in pod["spec"].get("initContainers", [])]
+        if inits:
+            fail(f"module mode none: the agent still has init containers {inits}")
+        want_source = "cgroupfs"
+
+    def batches():
+        got = boot_batches(boot_id)
+        if len(got) < 3:
+            fail(f"{len(got)} batches of agent boot {boot_id} so far")
+        return got
+
+    got = wait(f"3 batches of agent boot {boot_id} in the log service", 90, batches, every=5)
+    sources = {(r[3], r[4]) for r in got}
+    if len(sources) != 1:
+        fail(f"batches of boot {got[0][1]} disagree on their source: {sources}")
+    (source, reason), = sources
+    if source != want_source:
+        fail(f"batches of boot {got[0][1]} say source={source} ({reason}), want {want_source}")
+    if want_source == "cgroupfs" and not reason:
+        fail(f"batches of boot {got[0][1]} say source=cgroupfs without a source_reason")
+    if want_source == "module" and reason:
+        fail(f"batches of boot {got[0][1]} say source=module with source_reason {reason!r}")
+    ok(f"{len(got)} batches of agent boot {got[0][1]} (sequences {got[0][2]}..{got[-1][2]}) say "
+       f"source={source}" + (f", source_reason={reason!r}" if reason else ""))
+
+
+# ---------------------------------------------------------------- 3. attribution
+
+
+def series_of(pod):
+    return f"{pod['metadata']['namespace']}/{pod['metadata']['name']}/{pod['spec']['containers'][0]['name']}"
+
+
+def check_attribution():
+    wl = workload()
+    wname = wl["metadata"]["name"]
+    agent = agent_pod()
+    agent_start = agent["status"].get("startTime")
+    agent_ms = agent_started_ms(agent)
+    sandbox = set()
+
+    mix = {e["kind"]: e["replicas"] for e in wl["spec"]["mix"]}
+    total = sum(mix.values())
+    verified = {}
+
+    # Pods live 30 s: collect pods until as many as the Workload runs, every kind among them, have
+    # been seen with exactly their labels; a pod read with other labels fails at once.
+    def labelled():
+        now = int(time.time() * 1000)
+        pods = [p for p in stress_pods(wl) if started_before(p, 15)]
+        # Only this agent's readings (after a reinstall the previous agent's are still in the window).
+        rows = api("/api/v1/query/containers", **{"from": max(now - 30_000, agent_ms + 1000), "to": now, "step_ms": 5000})
+        seen = {}
+        for r in rows:
+            if r["container"] == "":
+                sandbox.add(r["series"])
+                continue
+            seen.setdefault(r["pod"], set()).add(
+                (r["namespace"], r["pod"], r["container"], r["workload"], r["kind"]))
+        for p in pods:
+            name = p["metadata"]["name"]
+            want = (p["metadata"]["namespace"], name, p["spec"]["containers"][0]["name"], wname, pod_kind(p))
+            if name in seen and seen[name] != {want}:
+                raise Fatal(f"pod {name}: the log service's labels {seen[name]}, want {want}")
+            if name in seen:
+                verified[p["metadata"]["uid"]] = (series_of(p), pod_kind(p))
+        kinds = {k for _, k in verified.values()}
+        if len(verified) < total or kinds != set(mix):
+            fail(f"{len(verified)} pods verified (kinds {sorted(kinds)}), want {total} and every kind of {sorted(mix)}")
+        return True
+
+    wait(f"readings of {total} stress pods with all labels", 150, labelled, every=5)
+    ok(f"readings of {len(verified)} stress pods labelled namespace/pod/container/workload/kind by the agent "
+       f"started {agent_start}: " + ", ".join(sorted(s for s, _ in verified.values())))
+    note_sandbox(sandbox)
+
+
+def note_sandbox(series):
+    """Each pod's own cgroup and its sandbox's (pause) come out as one more series per pod, named
+    '<ns>/<pod>/' (container ''): reported to the lead, counted here, not failed on."""
+    stress = sorted(s for s in series if s.startswith("stress/"))
+    if stress:
+        say(f"NOTE: {len(stress)} series with container '' (the pod's and its pause sandbox's cgroups): "
+            + ", ".join(stress))
+
+
+# ---------------------------------------------------------------- 4. numbers
+
+
+def check_numbers():
+    wl = workload()
+    mix = {e["kind"]: e for e in wl["spec"]["mix"]}
+    lim_mem = limit_bytes(wl)
+    cpu_limit = limit_cpu_percent(wl)
+    want_cpu = float(os.environ.get("STRESSMIX_E2E_CPU_PERCENT", cpu_limit))
+    def enough():
+        now = int(time.time() * 1000)
+        rows = api("/api/v1/query/containers", **{"from": now - 150_000, "to": now, "step_ms": 5000,
+                                                  "workload": wl["metadata"]["name"]})
+        by_kind = {}
+        for r in rows:
+            if r["container"]:  # the pod's and the sandbox's cgroups carry no load (see note_sandbox)
+                by_kind.setdefault(r["kind"], {}).setdefault(r["series"], []).append(r)
+        # A pod's first reading may catch it starting; ask for 6 readings of every series.
+        short = {f"{k}:{s}": len(v) for k in mix for s, v in by_kind.get(k, {"-": []}).items() if len(v) < 6}
+        if short:
+            fail(f"fewer than 6 readings in the last 150 s: {short}")
+        return now, by_kind
+
+    now, by_kind = wait("6 readings of every stress series", 150, enough, every=5)
+    since = now - 150_000
+    figures = []
+    if "cpu" in mix:
+        for s, rs in sorted(by_kind["cpu"].items()):
+            vals = [r["cpu_percent"] for r in rs]
+            med = statistics.median(vals)
+            if abs(med - want_cpu) > 2:
+                fail(f"{s}: median cpu {med:.2f} % of a core over {len(vals)} samples, want {want_cpu} ± 2 "
+                     f"(limit {cpu_limit} %); samples {[round(v, 1) for v in vals]}")
+            figures.append(f"{s} cpu median {med:.2f} % ({len(vals)} samples)")
+    if "memory" in mix:
+        held = parse_bytes(mix["memory"]["bytes"])
+        for s, rs in sorted(by_kind["memory"].items()):
+            vals = [r["memory_bytes"] for r in rs]
+            over = [v for v in vals if v >= lim_mem]
+            holding = [v for v in vals if v >= held]
+            if over:
+                fail(f"{s}: memory {over} at or above the {lim_mem} limit")
+            # A pod allocates its bytes in its first seconds; most samples must show them held.
+            if len(holding) * 2 < len(vals):
+                fail(f"{s}: only {len(holding)} of {len(vals)} samples hold >= {held} bytes: {vals}")
+            figures.append(f"{s} memory {min(holding)}..{max(holding)} B ({len(holding)}/{len(vals)} samples >= {held})")
+    if "disk" in mix:
+        for s, rs in sorted(by_kind["disk"].items()):
+            w = max(r["disk_write_bytes_per_sec"] for r in rs)
+            ops = max(r["io_ops_per_sec"] for r in rs)
+            if w <= 0 or ops <= 0:
+                fail(f"{s}: disk write rate max {w} B/s, ops max {ops}/s: want both > 0")
+            figures.append(f"{s} disk write max {w / MiB:.1f} MiB/s, ops max {ops:.1f}/s")
+    if "io" in mix:
+        for s, rs in sorted(by_kind["io"].items()):
+            ops = max(r["io_ops_per_sec"] for r in rs)
+            if ops <= 0:
+                fail(f"{s}: io ops max {ops}/s, want > 0")
+            figures.append(f"{s} io ops max {ops:.1f}/s")
+    else:
+        say("examples/workload.yaml declares no io pod: the ops/s check runs on the disk pod")
+    node = agent_pod()["spec"]["nodeName"]
+    nodes = api("/api/v1/query/nodes", **{"from": since, "to": now, "step_ms": 5000, "node": node})
+    if not nodes:
+        fail(f"no node readings of {node}")
+    total = {r["memory_total_bytes"] for r in nodes}
+    meminfo = guest("grep MemTotal /proc/meminfo").split()
+    want_total = int(meminfo[1]) * 1024
+    if total != {want_total}:
+        fail(f"node {node} memory_total_bytes {total}, the guest's MemTotal is {want_total}")
+    figures.append(f"node {node} memory total {want_total} B = the guest's MemTotal")
+    for f in figures:
+        ok(f)
+
+
+# ---------------------------------------------------------------- 5. the dashboards' queries
+
+
+def pods_the_cluster_ran(wl):
+    """Names of the Workload's pods now and of those its namespace's events mention (the last hour)."""
+    names = {p["metadata"]["name"] for p in stress_pods(wl, running_only=False)}
+    events = kubectl_json("-n", wl["metadata"]["namespace"], "get", "events")["items"]
+    names |= {e["involvedObject"]["name"] for e in events if e["involvedObject"].get("kind") == "Pod"}
+    return names
+
+
+def check_dashboard():
+    wl = workload()
+    total = sum(e["replicas"] for e in wl["spec"]["mix"])
+    # The Workload's pods start together and live 30 s: wait for a moment when all have run 12 s, so
+    # each must have a series in the window.
+    wait(f"all {total} stress pods running for 12 s", 90,
+         lambda: len([p for p in stress_pods(wl) if started_before(p, 12)]) == total, every=1)
+    container = {p["metadata"]["name"]: p["spec"]["containers"][0]["name"] for p in stress_pods(wl)}
+    now = int(time.time() * 1000)
+    # The newest 20 s: pods come and go every few seconds (30 s each), so the pods of the window are
+    # those running now that the agent has read (15 s) plus at most the ones they replaced.
+    from_ms, to_ms = now - 20_000, now
+    current = sorted(series_of(p) for p in stress_pods(wl) if started_before(p, 12))
+    if len(current) != total:
+        fail(f"{len(current)} of {total} stress pods have run 12 s; the pods changed under the check")
+    ran = pods_the_cluster_ran(wl)
+    checked = 0
+    sandbox = set()
+    for path in sorted(glob.glob(os.path.join(ROOT, "grafana", "dashboards", "*.json"))):
+        dash = json.load(open(path, encoding="utf-8"))
+        title = os.path.basename(path)
+        variables = {}
+        for v in dash.get("templating", {}).get("list", []):
+            if v.get("type") != "query":
+                continue
+            inf = v["query"]["infinityQuery"]
+            status, body, url, _ = dc.run_query(LOGSVC, inf, variables, from_ms, to_ms)
+            if status != 200 or not isinstance(body, list):
+                fail(f"{title} variable ${v['name']}: GET {url} -> {status}: {str(body)[:200]}")
+            options = [row[inf["columns"][0]["selector"]] for row in body]
+            variables[v["name"]] = v["allValue"] if v.get("allValue") else ",".join(options)
+        for p in dc.all_panels(dash["panels"]):
+            for t in p.get("targets", []):
+                where = f"{title} / {p.get('title')!r} {t.get('refId')}"
+                status, body, url, params = dc.run_query(LOGSVC, t, variables, from_ms, to_ms)
+                if status != 200 or not isinstance(body, list) or not body:
+                    fail(f"{where}: GET {url} -> {status}: {str(body)[:200]}")
+                labels = [c["selector"] for c in t.get("columns", []) if c["type"] == "string"]
+                for row in body:
+                    for c in t.get("columns", []):
+                        if c["selector"] not in row or not dc.type_ok(c["type"], row[c["selector"]]):
+                            fail(f"{where}: row {row} lacks a {c['type']} {c['selector']!r}")
+                checked += 1
+                if not url.endswith("/query/containers") or t.get("format") != "timeseries":
+                    continue
+                if "series" not in labels:
+                    fail(f"{where}: a container series query without a series column ({labels})")
+                names = {row["series"] for row in body if row["series"].startswith("stress/")}
+                sandbox |= {n for n in names if n.endswith("/")}
+                names -= sandbox
+                per_pod = {}
+                for n in names:
+                    per_pod.setdefault(n.split("/")[1], []).append(n)
+                twice = {k: v for k, v in per_pod.items() if len(v) > 1}
+                if twice:
+                    fail(f"{where}: pods with more than one series: {twice}")
+                stray = sorted(k for k in per_pod if k not in ran)
+                if stray:
+                    fail(f"{where}: series of pods the cluster never ran: {stray} (pods: {sorted(ran)})")
+                wrong = sorted(n for n in names if n.split("/")[2] != container.get(n.split("/")[1], n.split("/")[2]))
+                if wrong:
+                    fail(f"{where}: series naming another container than the pod's: {wrong}")
+                absent = sorted(set(current) - names)
+                if absent:
+                    fail(f"{where}: no series for running pods {absent} (series: {sorted(names)})")
+    ok(f"{checked} dashboard queries answered 200 with typed rows; every container series query holds one "
+       f"series per stress pod, each a pod the cluster ran, among them every running pod: {', '.join(current)}")
+    note_sandbox(sandbox)
+
+
+# ---------------------------------------------------------------- 6. faults
+
+
+def boot_rows(db, boot_id):
+    return db.execute(
+        "SELECT b.sequence, b.ts FROM batches b JOIN boots bo ON bo.id = b.boot WHERE bo.boot_id = ?"
+        " ORDER BY b.sequence", (boot_id,)).fetchall()
+
+
+def contiguous(seqs):
+    return seqs == list(range(seqs[0], seqs[0] + len(seqs))) if seqs else False
+
+
+def check_faults():
+    interval_ms = 5000
+    # The agent's pod deleted mid-run: a new boot id, no sequence gap in either boot, and no time gap
+    # between the boots beyond the agent's absence.
+    old_pod = agent_pod()
+    old_boot = agent_boot_id(old_pod)
+    t_delete = time.time()
+    sh(["kubectl", "-n", NS, "delete", "pod", old_pod["metadata"]["name"], "--wait=true", "--timeout=120s"])
+    sh(["kubectl", "-n", NS, "rollout", "status", "daemonset/stressmix-agent", "--timeout=180s"], timeout=200)
+    new_pod = agent_pod()
+    new_boot = wait("the new agent's boot id", 60, lambda: agent_boot_id(agent_pod()))
+    if new_boot == old_boot:
+        fail(f"the agent came back with the same boot id {old_boot}")
+    absence_ms = agent_started_ms(new_pod) - int(t_delete * 1000)
+
+    def both_boots():
+        db = copy_database()
+        a, b = boot_rows(db, old_boot), boot_rows(db, new_boot)
+        if len(b) < 3:
+            fail(f"{len(b)} batches of the new boot {new_boot} so far")
+        return a, b
+
+    a, b = wait("3 batches of the new agent", 90, both_boots, every=5)
+    for boot, rows in ((old_boot, a), (new_boot, b)):
+        seqs = [r[0] for r in rows]
+        if not contiguous(seqs) or seqs[0] != 0:
+            fail(f"boot {boot}: sequences {seqs[:3]}..{seqs[-3:]} ({len(seqs)}) are not 0..n without a gap")
+    gap_ms = b[0][1] - a[-1][1]
+    # Its last interval before the delete, its first after the start, and its start-up (pod watch).
+    if gap_ms > absence_ms + 2 * interval_ms + 10_000:
+        fail(f"{gap_ms} ms between the old agent's last batch and the new one's first, but it was away "
+             f"only {absence_ms} ms")
+    ok(f"agent pod deleted: boot {old_boot} sequences 0..{a[-1][0]} then boot {new_boot} 0..{b[-1][0]}, "
+       f"no gap; {gap_ms} ms between them for an absence of {absence_ms} ms")
+
+    # The log service's pod deleted: every batch stored before is still there (its volume), and the
+    # agent's buffer fills the time it was away (its boot's sequences stay without a gap).
+    before = copy_database()
+    acked = set(before.execute("SELECT boot, sequence FROM batches").fetchall())
+    acked_boots = dict(before.execute("SELECT id, boot_id FROM boots").fetchall())
+    old_logsvc = kubectl_json("-n", NS, "get", "pods", "-l", "app.kubernetes.io/component=logsvc")["items"]
+    t_delete = time.time()
+    for p in old_logsvc:
+        sh(["kubectl", "-n", NS, "delete", "pod", p["metadata"]["name"], "--wait=true", "--timeout=120s"])
+    sh(["kubectl", "-n", NS, "rollout", "status", "deployment/stressmix-logsvc", "--timeout=180s"], timeout=200)
+    away_s = time.time() - t_delete
+
+    def refilled():
+        db = copy_database()
+        boots = {v: k for k, v in db.execute("SELECT id, boot_id FROM boots").fetchall()}
+        have = set(db.execute("SELECT boot, sequence FROM batches").fetchall())
+        lost = [(acked_boots[bt], s) for bt, s in acked
+                if (boots.get(acked_boots[bt]), s) not in have]
+        if lost:
+            raise Fatal(f"{len(lost)} batches stored before the log service's restart are gone: {lost[:5]}")
+        rows = boot_rows(db, new_boot)
+        seqs = [r[0] for r in rows]
+        if not contiguous(seqs) or rows[-1][1] < int(t_delete * 1000) + int(away_s * 1000) + interval_ms:
+            fail(f"boot {new_boot}: {len(seqs)} sequences, up to {seqs[-1] if seqs else None}, "
+                 f"newest at {rows[-1][1] if rows else None}")
+        return len(acked), seqs
+
+    n, seqs = wait("the agent's buffer to refill the log service's absence", 120, refilled, every=5)
+    ok(f"log service pod deleted ({away_s:.0f} s away): all {n} batches stored before are still there; "
+       f"boot {new_boot} sequences 0..{seqs[-1]} without a gap")
+
+
+def main():
+    if len(sys.argv) < 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    what = sys.argv[1]
+    try:
+        if what == "pods":
+            check_pods()
+        elif what == "module" and len(sys.argv) == 3 and sys.argv[2] in ("build", "none"):
+            check_module(sys.argv[2])
+        elif what == "attribution":
+            check_attribution()
+        elif what == "numbers":
+            check_numbers()
+        elif what == "dashboard":
+            check_dashboard()
+        elif what == "faults":
+            check_faults()
+        else:
+            print(__doc__, file=sys.stderr)
+            return 2
+    except (Failed, Fatal) as e:
+        say(f"FAIL {what}: {e}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
