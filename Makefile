@@ -17,8 +17,9 @@ include $(sort $(wildcard hack/mk/*.mk))
 
 .PHONY: help test
 help:
-	@echo "make up              the whole stack on a local kind cluster (needs docker with buildx, kind, kubectl, helm)"
-	@echo "make down            delete that cluster"
+	@echo "make up              the whole stack on a local kind cluster (docker with buildx, kind, kubectl, helm);"
+	@echo "                     without docker, on the lab node: a real Kubernetes node in qemu (Linux, root)"
+	@echo "make down            delete that cluster, or stop the lab node"
 	@echo "make images          build both images (docker when it answers, else buildah); IMAGES_ARCHIVE_DIR=DIR also writes archives"
 	@echo "make crds            regenerate crds/ from the api types"
 	@echo "make test            run every check and test (what CI runs)"

@@ -63,7 +63,8 @@ static_checks() {
 	scripts=(hack/kind-up.sh hack/kind-down.sh images/kmod-build.sh
 		hack/test-deploy/run.sh hack/test-deploy/deps.sh hack/test-deploy/lib.sh hack/test-deploy/chart.sh
 		hack/test-deploy/cluster.sh hack/test-deploy/rbac.sh hack/test-deploy/kmod-build.sh
-		hack/test-deploy/kind-config.sh)
+		hack/test-deploy/kind-config.sh hack/install-stack.sh hack/lib/apt.sh hack/e2e/run.sh hack/e2e/images.sh
+		hack/lab/lab hack/lab/common.sh hack/lab/build.sh hack/lab/run.sh hack/lab/up-stack.sh)
 	for f in "${scripts[@]}"; do
 		if bash -n "$f"; then pass "bash -n $f"; else fail "bash -n $f"; fi
 	done
