@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use stressmix_api::readings::ReadingBatch;
+use stressmix_api::readings::{ReadingBatch, limits};
 
 use crate::attribution::PodIndex;
 use crate::metrics::Metrics;
@@ -36,9 +36,19 @@ impl Collector {
         }
     }
 
-    /// Why this source (`<cause>: <reason>`), carried by every batch.
+    /// Why this source (`<cause>: <reason>`), carried by every batch. Cut to the log service's limit
+    /// (on a character boundary): a longer reason would get every batch refused.
     pub fn with_source_reason(mut self, reason: Option<String>) -> Self {
-        self.source_reason = reason;
+        self.source_reason = reason.map(|mut r| {
+            if r.len() > limits::MAX_SOURCE_REASON {
+                let mut end = limits::MAX_SOURCE_REASON;
+                while !r.is_char_boundary(end) {
+                    end -= 1;
+                }
+                r.truncate(end);
+            }
+            r
+        });
         self
     }
 
@@ -167,5 +177,31 @@ mod tests {
                 .encode()
                 .contains("stressmix_agent_source{source=\"cgroupfs\"} 1")
         );
+    }
+
+    #[test]
+    fn an_overlong_reason_is_cut_so_batches_stay_valid() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let root = tmp.path().join("cg");
+        std::fs::create_dir_all(&root).expect("mkdir");
+        std::fs::write(root.join("cgroup.controllers"), "cpu\n").expect("write");
+        let reader = CgroupfsReader::new(root, "/proc".into(), false);
+        // Multi-byte characters straddling the limit: the cut must land on a boundary.
+        let long = format!("build-failed: {}", "é".repeat(limits::MAX_SOURCE_REASON));
+        let c = Collector::new(
+            Source::Cgroupfs(reader),
+            "node-a".into(),
+            new_boot_id(),
+            Metrics::new(),
+        )
+        .with_source_reason(Some(long.clone()));
+        let reason = c.source_reason.as_deref().expect("reason kept");
+        assert!(
+            reason.len() <= limits::MAX_SOURCE_REASON,
+            "{}",
+            reason.len()
+        );
+        assert!(reason.len() > limits::MAX_SOURCE_REASON - 4);
+        assert!(long.starts_with(reason));
     }
 }
