@@ -55,6 +55,9 @@ pub struct PodCgroup {
     /// The 64-hex container id when the cgroup is (or is below) a container's cgroup;
     /// `None` for the pod-level cgroup.
     pub container_id: Option<String>,
+    /// The pod's own cgroup (`pod<uid>` with nothing below it). Its counters are the sum of its
+    /// children's (the containers and the sandbox), so it is no container's reading.
+    pub pod_level: bool,
 }
 
 /// The owner of a cgroup as far as its path tells.
@@ -72,11 +75,12 @@ pub fn parse_cgroup_path(path: &str) -> CgroupOwner {
         let Some((pod_uid, qos)) = pod_component(component, parent) else {
             continue;
         };
-        let container_id = components.get(i + 1).and_then(|c| container_component(c));
+        let below = components.get(i + 1);
         return CgroupOwner::Pod(PodCgroup {
             pod_uid,
             qos,
-            container_id,
+            container_id: below.and_then(|c| container_component(c)),
+            pod_level: below.is_none(),
         });
     }
     CgroupOwner::System
@@ -160,6 +164,16 @@ mod tests {
             pod_uid: UID.to_owned(),
             qos,
             container_id: container.then(|| CID.to_owned()),
+            pod_level: false,
+        })
+    }
+
+    fn pod_level(qos: QosClass) -> CgroupOwner {
+        CgroupOwner::Pod(PodCgroup {
+            pod_uid: UID.to_owned(),
+            qos,
+            container_id: None,
+            pod_level: true,
         })
     }
 
@@ -197,7 +211,7 @@ mod tests {
         );
         assert_eq!(
             parse_cgroup_path(&guaranteed),
-            pod(QosClass::Guaranteed, false)
+            pod_level(QosClass::Guaranteed)
         );
     }
 
@@ -217,7 +231,11 @@ mod tests {
         );
         assert_eq!(
             parse_cgroup_path(&format!("/kubepods/pod{UID}")),
-            pod(QosClass::Guaranteed, false)
+            pod_level(QosClass::Guaranteed)
+        );
+        assert_eq!(
+            parse_cgroup_path(&format!("/kubepods/besteffort/pod{UID}/")),
+            pod_level(QosClass::BestEffort)
         );
         // Below a kind node's prefix too.
         assert_eq!(
@@ -255,6 +273,7 @@ mod tests {
                 pod_uid: uid.to_owned(),
                 qos: QosClass::Guaranteed,
                 container_id: id.map(str::to_owned),
+                pod_level: id.is_none(),
             });
             assert_eq!(parse_cgroup_path(&path), want, "{path}");
         }

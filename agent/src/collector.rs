@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use stressmix_api::readings::{ReadingBatch, limits};
 
-use crate::attribution::PodIndex;
+use crate::attribution::{Attribution, PodIndex};
 use crate::metrics::Metrics;
 use crate::rates::RateComputer;
 use crate::source::{Source, SourceError};
@@ -85,9 +85,15 @@ impl Collector {
         let Some(mut rates) = rates else {
             return Ok(None);
         };
-        for reading in &mut rates.cgroups {
-            pods.attribute(reading);
-        }
+        rates
+            .cgroups
+            .retain_mut(|reading| match pods.attribute(reading) {
+                Attribution::Ship => true,
+                not_shipped => {
+                    self.metrics.reading_not_shipped(not_shipped);
+                    false
+                }
+            });
         self.metrics.readings.inc_by(rates.cgroups.len() as u64);
         self.metrics.batches_built.inc();
         let sequence = self.next_sequence;
@@ -203,5 +209,72 @@ mod tests {
         );
         assert!(reason.len() > limits::MAX_SOURCE_REASON - 4);
         assert!(long.starts_with(reason));
+    }
+
+    /// A pod's cgroup tree as the lab node's kubelet (cgroupfs driver) lays it out: the pod's own
+    /// cgroup, its sandbox and its container. Only the container is shipped; the other two are
+    /// counted by reason.
+    #[test]
+    fn only_the_pods_containers_are_shipped() {
+        let uid = "e0fb2441-5f1b-454d-a1a5-1832f583e779";
+        let container = "9".repeat(64);
+        let sandbox = "4".repeat(64);
+        let tmp = tempfile::tempdir().expect("tmp");
+        let root = tmp.path().join("cg");
+        let pod_dir = root.join(format!("kubepods/pod{uid}"));
+        std::fs::create_dir_all(&pod_dir).expect("mkdir");
+        std::fs::write(root.join("cgroup.controllers"), "cpu\n").expect("write");
+        for dir in [
+            root.join("kubepods"),
+            pod_dir.clone(),
+            pod_dir.join(&container),
+            pod_dir.join(&sandbox),
+        ] {
+            std::fs::create_dir_all(&dir).expect("mkdir");
+            std::fs::write(dir.join("cgroup.procs"), "").expect("write");
+            std::fs::write(dir.join("cpu.stat"), "usage_usec 0\n").expect("write");
+        }
+        let mut pods = PodIndex::new();
+        pods.insert(
+            uid.into(),
+            crate::attribution::PodInfo {
+                namespace: "stress".into(),
+                name: "lab-cpu-0".into(),
+                workload: Some("lab".into()),
+                kind: Some("cpu".into()),
+                containers: [(container.clone(), "stress".to_owned())].into(),
+                containers_settled: true,
+            },
+        );
+        let metrics = Metrics::new();
+        let reader = CgroupfsReader::new(root, "/proc".into(), false);
+        let mut c = Collector::new(
+            Source::Cgroupfs(reader),
+            "node-a".into(),
+            new_boot_id(),
+            metrics.clone(),
+        );
+        assert!(c.collect(&pods).expect("first").is_none());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let batch = c.collect(&pods).expect("second").expect("batch");
+        let pod_readings: Vec<_> = batch
+            .containers
+            .iter()
+            .filter(|r| r.pod_uid.is_some())
+            .map(|r| (r.container_id.clone(), r.container.clone()))
+            .collect();
+        assert_eq!(
+            pod_readings,
+            vec![(Some(container), Some("stress".to_owned()))]
+        );
+        let text = metrics.encode();
+        for reason in ["pod_cgroup", "sandbox"] {
+            assert!(
+                text.contains(&format!(
+                    "stressmix_agent_readings_not_shipped_total{{reason=\"{reason}\"}} 1"
+                )),
+                "{text}"
+            );
+        }
     }
 }

@@ -16,6 +16,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::attribution::Attribution;
 use crate::module_status::Cause;
 
 type Labels = Vec<(&'static str, &'static str)>;
@@ -43,8 +44,10 @@ impl DropReason {
 
 pub struct Metrics {
     registry: Registry,
-    /// Container readings produced (one per cgroup per interval).
+    /// Container readings shipped (one per cgroup per interval).
     pub readings: Counter,
+    /// Readings attribution leaves out on purpose (pod cgroups, sandboxes), by reason.
+    not_shipped: Family<Labels, Counter>,
     /// Batches built.
     pub batches_built: Counter,
     /// Batches the log service stored.
@@ -72,7 +75,18 @@ impl Metrics {
     pub fn new() -> Arc<Self> {
         let mut registry = Registry::with_prefix("stressmix_agent");
         let readings = Counter::default();
-        registry.register("readings", "Container readings produced", readings.clone());
+        registry.register("readings", "Container readings shipped", readings.clone());
+        let not_shipped = Family::<Labels, Counter>::default();
+        registry.register(
+            "readings_not_shipped",
+            "Readings left out on purpose: a pod's own cgroup (the sum of its containers) or its sandbox",
+            not_shipped.clone(),
+        );
+        for reason in [Attribution::PodCgroup, Attribution::Sandbox] {
+            not_shipped
+                .get_or_create(&vec![("reason", reason.as_str())])
+                .inc_by(0);
+        }
         let batches_built = Counter::default();
         registry.register("batches_built", "Batches built", batches_built.clone());
         let batches_sent = Counter::default();
@@ -144,6 +158,7 @@ impl Metrics {
         Arc::new(Metrics {
             registry,
             readings,
+            not_shipped,
             batches_built,
             batches_sent,
             retries,
@@ -168,6 +183,12 @@ impl Metrics {
         self.dropped
             .get_or_create(&vec![("reason", reason.as_str())])
             .get()
+    }
+
+    pub fn reading_not_shipped(&self, why: Attribution) {
+        self.not_shipped
+            .get_or_create(&vec![("reason", why.as_str())])
+            .inc();
     }
 
     pub fn set_source(&self, source: &'static str) {

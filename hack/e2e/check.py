@@ -121,13 +121,19 @@ def slot(name):
     return name.removesuffix("-b")
 
 
-def started_before(p, seconds):
-    """The pod's container has run for at least `seconds` (so the agent has read it)."""
+def started_ms(p):
+    """When the pod's (first) container started running, epoch ms; None when none runs."""
     for cs in p["status"].get("containerStatuses", []):
         at = cs.get("state", {}).get("running", {}).get("startedAt")
-        if at and time.time() - calendar.timegm(time.strptime(at, "%Y-%m-%dT%H:%M:%SZ")) >= seconds:
-            return True
-    return False
+        if at:
+            return calendar.timegm(time.strptime(at, "%Y-%m-%dT%H:%M:%SZ")) * 1000
+    return None
+
+
+def started_before(p, seconds):
+    """The pod's container has run for at least `seconds` (so the agent has read it)."""
+    at = started_ms(p)
+    return at is not None and time.time() * 1000 - at >= seconds * 1000
 
 
 def pod_kind(p):
@@ -288,11 +294,10 @@ def agent_boot_id(pod):
 
 
 def agent_started_ms(pod):
-    for cs in pod["status"].get("containerStatuses", []):
-        at = cs.get("state", {}).get("running", {}).get("startedAt")
-        if at:
-            return calendar.timegm(time.strptime(at, "%Y-%m-%dT%H:%M:%SZ")) * 1000
-    fail(f"agent {pod['metadata']['name']} is not running")
+    at = started_ms(pod)
+    if at is None:
+        fail(f"agent {pod['metadata']['name']} is not running")
+    return at
 
 
 def boot_batches(boot_id):
@@ -360,7 +365,7 @@ def check_attribution():
     agent = agent_pod()
     agent_start = agent["status"].get("startTime")
     agent_ms = agent_started_ms(agent)
-    sandbox = set()
+    nameless = {}
 
     mix = {e["kind"]: e["replicas"] for e in wl["spec"]["mix"]}
     total = sum(mix.values())
@@ -376,7 +381,7 @@ def check_attribution():
         seen = {}
         for r in rows:
             if r["container"] == "":
-                sandbox.add(r["series"])
+                nameless.setdefault(r["series"], set()).add(r["time"])
                 continue
             seen.setdefault(r["pod"], set()).add(
                 (r["namespace"], r["pod"], r["container"], r["workload"], r["kind"]))
@@ -387,6 +392,10 @@ def check_attribution():
                 raise Fatal(f"pod {name}: the log service's labels {seen[name]}, want {want}")
             if name in seen:
                 verified[p["metadata"]["uid"]] = (series_of(p), pod_kind(p))
+        late = nameless_too_late(nameless, pods)
+        if late:
+            raise Fatal(f"series without a container name after the pod's container ran {PENDING_MS} ms "
+                        f"(a pod cgroup or sandbox shipped): {late}")
         kinds = {k for _, k in verified.values()}
         if len(verified) < total or kinds != set(mix):
             fail(f"{len(verified)} pods verified (kinds {sorted(kinds)}), want {total} and every kind of {sorted(mix)}")
@@ -394,17 +403,22 @@ def check_attribution():
 
     wait(f"readings of {total} stress pods with all labels", 150, labelled, every=5)
     ok(f"readings of {len(verified)} stress pods labelled namespace/pod/container/workload/kind by the agent "
-       f"started {agent_start}: " + ", ".join(sorted(s for s, _ in verified.values())))
-    note_sandbox(sandbox)
+       f"started {agent_start}: " + ", ".join(sorted(s for s, _ in verified.values()))
+       + f"; no pod cgroup or sandbox series ({len(nameless)} nameless series, all of containers just started)")
 
 
-def note_sandbox(series):
-    """Each pod's own cgroup and its sandbox's (pause) come out as one more series per pod, named
-    '<ns>/<pod>/' (container ''): reported to the lead, counted here, not failed on."""
-    stress = sorted(s for s in series if s.startswith("stress/"))
-    if stress:
-        say(f"NOTE: {len(stress)} series with container '' (the pod's and its pause sandbox's cgroups): "
-            + ", ".join(stress))
+# The agent ships neither a pod's own cgroup nor its sandbox; a container whose status has not
+# reached its pod watch yet ships named by the pod only. The watch has the status within seconds of
+# the container's start: a nameless reading later than this is a pod cgroup or sandbox shipped.
+PENDING_MS = 15_000
+
+
+def nameless_too_late(nameless, pods):
+    """{series: bucket times} of readings without a container name -> those of a running stress pod
+    later than PENDING_MS after its container started."""
+    start = {series_of(p)[:-len(p["spec"]["containers"][0]["name"])]: started_ms(p) for p in pods}
+    return sorted(f"{series}@{t}" for series, times in nameless.items() for t in times
+                  if start.get(series) is not None and t >= start[series] + PENDING_MS)
 
 
 # ---------------------------------------------------------------- 4. numbers
@@ -422,7 +436,7 @@ def check_numbers():
                                                   "workload": wl["metadata"]["name"]})
         by_kind = {}
         for r in rows:
-            if r["container"]:  # the pod's and the sandbox's cgroups carry no load (see note_sandbox)
+            if r["container"]:  # a container just started, before its name reached the agent (PENDING_MS)
                 by_kind.setdefault(r["kind"], {}).setdefault(r["series"], []).append(r)
         # A pod's first reading may catch it starting; ask for 6 readings of every series.
         short = {f"{k}:{s}": len(v) for k in mix for s, v in by_kind.get(k, {"-": []}).items() if len(v) < 6}
@@ -510,7 +524,7 @@ def check_dashboard():
         fail(f"{len(current)} of {total} stress pods have run 12 s; the pods changed under the check")
     ran = pods_the_cluster_ran(wl)
     checked = 0
-    sandbox = set()
+    nameless = {}
     for path in sorted(glob.glob(os.path.join(ROOT, "grafana", "dashboards", "*.json"))):
         dash = json.load(open(path, encoding="utf-8"))
         title = os.path.basename(path)
@@ -541,8 +555,10 @@ def check_dashboard():
                 if "series" not in labels:
                     fail(f"{where}: a container series query without a series column ({labels})")
                 names = {row["series"] for row in body if row["series"].startswith("stress/")}
-                sandbox |= {n for n in names if n.endswith("/")}
-                names -= sandbox
+                for row in body:
+                    if row["series"] in names and row["series"].endswith("/"):
+                        nameless.setdefault(row["series"], set()).add(row["time"])
+                names -= set(nameless)
                 per_pod = {}
                 for n in names:
                     per_pod.setdefault(n.split("/")[1], []).append(n)
@@ -560,7 +576,9 @@ def check_dashboard():
                     fail(f"{where}: no series for running pods {absent} (series: {sorted(names)})")
     ok(f"{checked} dashboard queries answered 200 with typed rows; every container series query holds one "
        f"series per stress pod, each a pod the cluster ran, among them every running pod: {', '.join(current)}")
-    note_sandbox(sandbox)
+    late = nameless_too_late(nameless, stress_pods(wl))
+    if late:
+        fail(f"dashboard series without a container name after the pod's container ran {PENDING_MS} ms: {late}")
 
 
 # ---------------------------------------------------------------- 6. faults

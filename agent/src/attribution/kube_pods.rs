@@ -78,8 +78,31 @@ pub fn pod_info(pod: &Pod) -> Option<(String, PodInfo)> {
             workload: labels.get(WORKLOAD_LABEL).cloned(),
             kind: labels.get(KIND_LABEL).cloned(),
             containers,
+            containers_settled: containers_settled(pod),
         },
     ))
+}
+
+/// Every container of the spec runs under the id its status gives, or has terminated in a pod that
+/// never restarts it. Until then (starting, restarting, a status not yet written) the runtime may
+/// hold a container the status does not list yet.
+fn containers_settled(pod: &Pod) -> bool {
+    let (Some(spec), Some(status)) = (&pod.spec, &pod.status) else {
+        return false;
+    };
+    let never_restarts = spec.restart_policy.as_deref() == Some("Never");
+    let statuses = status.container_statuses.as_deref().unwrap_or_default();
+    spec.containers.iter().all(|container| {
+        statuses
+            .iter()
+            .find(|s| s.name == container.name)
+            .is_some_and(|s| {
+                let state = s.state.as_ref();
+                s.container_id.is_some()
+                    && (state.is_some_and(|st| st.running.is_some())
+                        || (never_restarts && state.is_some_and(|st| st.terminated.is_some())))
+            })
+    })
 }
 
 #[cfg(test)]
@@ -126,5 +149,57 @@ mod tests {
             info.containers.get(&"d".repeat(64)).map(String::as_str),
             Some("init")
         );
+        // No state in the status: the container may not run under that id yet.
+        assert!(!info.containers_settled);
+    }
+
+    fn pod_with(restart_policy: &str, states: &[(&str, serde_json::Value)]) -> Pod {
+        let containers: Vec<_> = states
+            .iter()
+            .map(|(name, _)| serde_json::json!({"name": name}))
+            .collect();
+        let statuses: Vec<_> = states
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, state))| !state.is_null())
+            .map(|(i, (name, state))| {
+                serde_json::json!({
+                    "name": name,
+                    "containerID": format!("containerd://{}", format!("{i:x}").repeat(64)),
+                    "state": state,
+                    "image": "x", "imageID": "", "ready": true, "restartCount": 0
+                })
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "stress", "uid": "6f1c2a9e-3b7d-4c1e-9a2b-0d5e8f7a6b4c"},
+            "spec": {"restartPolicy": restart_policy, "containers": containers},
+            "status": {"containerStatuses": statuses}
+        }))
+        .expect("pod")
+    }
+
+    fn settled(pod: &Pod) -> bool {
+        pod_info(pod).expect("has uid").1.containers_settled
+    }
+
+    #[test]
+    fn settled_when_every_container_runs_or_has_finished_for_good() {
+        let running = serde_json::json!({"running": {"startedAt": "2026-12-05T00:00:00Z"}});
+        let done = serde_json::json!({"terminated": {"exitCode": 0}});
+        let waiting = serde_json::json!({"waiting": {"reason": "ContainerCreating"}});
+        assert!(settled(&pod_with("Never", &[("stress", running.clone())])));
+        assert!(settled(&pod_with(
+            "Never",
+            &[("a", running.clone()), ("b", done.clone())]
+        )));
+        // A terminated container of a pod that restarts it may be replaced by one not listed yet.
+        assert!(!settled(&pod_with("Always", &[("stress", done)])));
+        assert!(!settled(&pod_with("Never", &[("stress", waiting)])));
+        // A container of the spec with no status at all.
+        assert!(!settled(&pod_with(
+            "Never",
+            &[("a", running), ("b", serde_json::Value::Null)]
+        )));
     }
 }

@@ -24,6 +24,35 @@ pub struct PodInfo {
     pub kind: Option<String>,
     /// Container id (64 hex, runtime prefix stripped) → container name.
     pub containers: HashMap<String, String>,
+    /// Every container of the pod's spec is running under the id above (or has finished for good):
+    /// the runtime starts no container the agent does not know, so another container cgroup below
+    /// the pod is its sandbox.
+    pub containers_settled: bool,
+}
+
+/// What attribution decided for one reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attribution {
+    /// A container, or a cgroup outside the pods: ship it.
+    Ship,
+    /// The pod's own cgroup: not shipped, because its counters are the sum of its containers' and
+    /// its sandbox's, so shipping it would count the pod twice in every sum.
+    PodCgroup,
+    /// The pod's sandbox (the pause container): not shipped. It is no container of the pod's spec
+    /// (the kubelet's summary API and metrics-server leave it out too) and it only holds the pod's
+    /// namespaces; its few pages still count in the node's memory.
+    Sandbox,
+}
+
+impl Attribution {
+    /// The `reason` label of the readings the agent does not ship.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Attribution::Ship => "ship",
+            Attribution::PodCgroup => "pod_cgroup",
+            Attribution::Sandbox => "sandbox",
+        }
+    }
 }
 
 /// The pods on this node, by UID.
@@ -49,16 +78,24 @@ impl PodIndex {
         self.pods.is_empty()
     }
 
-    /// Fill the attribution fields of a reading from its cgroup path and this index.
+    /// Fill the attribution fields of a reading from its cgroup path and this index, and say
+    /// whether it is shipped.
     ///
     /// A cgroup of a known stress pod gets its namespace, pod, container, Workload and kind. A pod
     /// that is not a stress pod (no kind label), or a pod the index does not know (attribution from
     /// paths only), keeps its UID and container id but is of kind "system", as is every cgroup
-    /// outside the pods.
-    pub fn attribute(&self, reading: &mut ContainerReading) {
+    /// outside the pods. A container id the pod does not list yet ships without a container name
+    /// until its status reaches the agent, unless every container of the pod is settled, which makes
+    /// it the sandbox.
+    pub fn attribute(&self, reading: &mut ContainerReading) -> Attribution {
         reading.kind = Some(SYSTEM_KIND.to_owned());
         let CgroupOwner::Pod(owner) = parse_cgroup_path(&reading.cgroup_path) else {
-            return;
+            return Attribution::Ship;
+        };
+        let mut attribution = if owner.pod_level {
+            Attribution::PodCgroup
+        } else {
+            Attribution::Ship
         };
         if let Some(pod) = self.pods.get(&owner.pod_uid) {
             reading.namespace = Some(pod.namespace.clone());
@@ -67,14 +104,16 @@ impl PodIndex {
             if let Some(kind) = &pod.kind {
                 reading.kind = Some(kind.clone());
             }
-            reading.container = owner
-                .container_id
-                .as_ref()
-                .and_then(|id| pod.containers.get(id))
-                .cloned();
+            if let Some(id) = &owner.container_id {
+                reading.container = pod.containers.get(id).cloned();
+                if reading.container.is_none() && pod.containers_settled {
+                    attribution = Attribution::Sandbox;
+                }
+            }
         }
         reading.pod_uid = Some(owner.pod_uid);
         reading.container_id = owner.container_id;
+        attribution
     }
 }
 
@@ -103,6 +142,7 @@ mod tests {
                 workload: Some("lab".into()),
                 kind: Some("cpu".into()),
                 containers: [(CID.to_owned(), "stress".to_owned())].into(),
+                containers_settled: true,
             },
         );
         index
@@ -111,7 +151,7 @@ mod tests {
     #[test]
     fn stress_container_gets_everything() {
         let mut r = reading(&format!("/kubepods/burstable/pod{UID}/{CID}"));
-        index().attribute(&mut r);
+        assert_eq!(index().attribute(&mut r), Attribution::Ship);
         assert_eq!(r.namespace.as_deref(), Some("stress"));
         assert_eq!(r.pod.as_deref(), Some("lab-cpu-0"));
         assert_eq!(r.container.as_deref(), Some("stress"));
@@ -122,23 +162,61 @@ mod tests {
     }
 
     #[test]
-    fn sandbox_container_is_the_pod_without_a_container_name() {
+    fn the_sandbox_of_a_settled_pod_is_not_shipped() {
         let sandbox = "b".repeat(64);
-        let mut r = reading(&format!(
+        let path = format!(
             "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice/cri-containerd-{sandbox}.scope",
             UID.replace('-', "_")
-        ));
-        index().attribute(&mut r);
+        );
+        let mut r = reading(&path);
+        assert_eq!(index().attribute(&mut r), Attribution::Sandbox);
         assert_eq!(r.pod.as_deref(), Some("lab-cpu-0"));
         assert_eq!(r.container, None);
         assert_eq!(r.container_id.as_deref(), Some(sandbox.as_str()));
+    }
+
+    /// A container started before its status reached the agent is shipped, named by the pod only,
+    /// rather than taken for the sandbox and lost.
+    #[test]
+    fn an_unlisted_container_of_a_starting_pod_is_shipped_without_a_name() {
+        let mut starting = index();
+        if let Some(pod) = starting.pods.get_mut(UID) {
+            pod.containers.clear();
+            pod.containers_settled = false;
+        }
+        let mut r = reading(&format!("/kubepods/pod{UID}/{}", "c".repeat(64)));
+        assert_eq!(starting.attribute(&mut r), Attribution::Ship);
+        assert_eq!(r.pod.as_deref(), Some("lab-cpu-0"));
+        assert_eq!(r.kind.as_deref(), Some("cpu"));
+        assert_eq!(r.container, None);
+    }
+
+    #[test]
+    fn pod_cgroups_are_not_shipped_known_or_not() {
+        for uid in [UID, "11111111-2222-3333-4444-555555555555"] {
+            for path in [
+                format!("/kubepods/pod{uid}"),
+                format!("/kubepods/burstable/pod{uid}"),
+                format!(
+                    "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{}.slice",
+                    uid.replace('-', "_")
+                ),
+            ] {
+                let mut r = reading(&path);
+                assert_eq!(index().attribute(&mut r), Attribution::PodCgroup, "{path}");
+                assert_eq!(r.pod_uid.as_deref(), Some(uid));
+            }
+        }
+        // A child of the pod that is not a container cgroup is no aggregate: it ships.
+        let mut r = reading(&format!("/kubepods/pod{UID}/not-a-container"));
+        assert_eq!(index().attribute(&mut r), Attribution::Ship);
     }
 
     #[test]
     fn unknown_pods_and_host_cgroups_are_system() {
         let other = "11111111-2222-3333-4444-555555555555";
         let mut r = reading(&format!("/kubepods/besteffort/pod{other}/{CID}"));
-        index().attribute(&mut r);
+        assert_eq!(index().attribute(&mut r), Attribution::Ship);
         assert_eq!(r.kind.as_deref(), Some(SYSTEM_KIND));
         assert_eq!(
             r.pod_uid.as_deref(),
@@ -149,7 +227,7 @@ mod tests {
         assert_eq!(r.pod, None);
 
         let mut r = reading("/system.slice/containerd.service");
-        index().attribute(&mut r);
+        assert_eq!(index().attribute(&mut r), Attribution::Ship);
         assert_eq!(r.kind.as_deref(), Some(SYSTEM_KIND));
         assert_eq!(r.pod_uid, None);
     }
@@ -166,7 +244,7 @@ mod tests {
             },
         );
         let mut r = reading(&format!("/kubepods/pod{UID}/{CID}"));
-        index.attribute(&mut r);
+        assert_eq!(index.attribute(&mut r), Attribution::Ship);
         assert_eq!(r.kind.as_deref(), Some(SYSTEM_KIND));
         assert_eq!(r.pod.as_deref(), Some("coredns-1"));
         assert_eq!(r.workload, None);
