@@ -1,6 +1,7 @@
 //! Wiring: Kubernetes client, leader election, one controller per watched namespace, the HTTP
 //! server and signal handling.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -217,8 +218,36 @@ async fn run_controllers(
             default_image: cli.default_image.clone(),
             backoff: backoff.clone(),
         });
-        let controller = Controller::new(workloads, watcher::Config::default())
-            // Each reconcile has up to 32 API calls in flight (reconcile.rs). Unbounded parallel
+        let (workload_store, workload_writer) = reflector::store();
+        let records = ctx.clone();
+        let listed = workload_store.clone();
+        let workload_events = watcher(workloads, watcher::Config::default())
+            .default_backoff()
+            .reflect(workload_writer)
+            // After the store applied it: what a deleted Workload leaves behind goes with it. A
+            // relist delivers no deletes, so after one only the listed Workloads (of this
+            // controller's scope) keep their records.
+            .inspect_ok(move |event| match event {
+                watcher::Event::Delete(wl) => {
+                    records.forget_workload(&wl.namespace().unwrap_or_default(), &wl.name_any());
+                }
+                watcher::Event::InitDone => {
+                    let live: HashSet<(String, String)> = listed
+                        .state()
+                        .iter()
+                        .map(|wl| (wl.namespace().unwrap_or_default(), wl.name_any()))
+                        .collect();
+                    let scope = scope.clone();
+                    records.retain_workloads(move |ns, name| {
+                        scope.as_deref().is_some_and(|s| s != ns)
+                            || live.contains(&(ns.to_owned(), name.to_owned()))
+                    });
+                }
+                _ => {}
+            })
+            .applied_objects();
+        let controller = Controller::for_stream(workload_events, workload_store)
+            // Each reconcile has up to 32 API calls in flight (executor.rs). Unbounded parallel
             // reconciles of 90 new Workloads put thousands of creates in flight at once, and the
             // Lease renewal missed its deadline behind them (benchmarks.md, "the stall").
             .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))

@@ -79,6 +79,26 @@ impl InFlight {
         pending
     }
 
+    /// Drops every record of a deleted Workload.
+    pub fn forget_workload(&self, namespace: &str, workload: &str) {
+        self.lock().remove(&key(namespace, workload));
+    }
+
+    /// Keeps only the records of Workloads for which `live` holds.
+    pub fn retain_workloads(&self, live: impl Fn(&str, &str) -> bool) {
+        self.lock().retain(|(ns, name), _| live(ns, name));
+    }
+
+    /// Creates recorded, over all Workloads.
+    pub fn len(&self) -> usize {
+        self.lock().values().map(HashMap::len).sum()
+    }
+
+    /// No create is recorded.
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<WorkloadKey, Creates>> {
         // A panic while holding the lock leaves the map consistent (single inserts/removes).
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
@@ -145,5 +165,27 @@ mod tests {
         assert_eq!(record.pending("ns", "lab", |_| false).len(), 1);
         std::thread::sleep(Duration::from_millis(40));
         assert!(record.pending("ns", "lab", |_| false).is_empty());
+    }
+
+    /// 1,000 Workloads with a create in flight each: deleting them leaves no record.
+    #[test]
+    fn records_leave_with_their_workloads() {
+        let record = InFlight::new(Duration::from_secs(30));
+        for i in 0..1000 {
+            record.record(
+                "ns",
+                &format!("wl-{i}"),
+                &create(&format!("wl-{i}-cpu-0"), 0),
+            );
+        }
+        assert_eq!(record.len(), 1000);
+        for i in 0..500 {
+            record.forget_workload("ns", &format!("wl-{i}"));
+        }
+        assert_eq!(record.len(), 500);
+        record.retain_workloads(|_, name| name == "wl-999");
+        assert_eq!(record.len(), 1);
+        record.forget_workload("ns", "wl-999");
+        assert!(record.is_empty());
     }
 }

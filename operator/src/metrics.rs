@@ -32,13 +32,20 @@ pub struct DeleteLabels {
     pub reason: String,
 }
 
+/// Labels of the reconcile-error counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    /// What failed, from a closed set (`ReconcileError::metric_label`).
+    pub error: &'static str,
+}
+
 /// Every metric the operator exports.
 #[derive(Debug)]
 pub struct Metrics {
     /// Reconciles run.
     pub reconciles: Counter,
-    /// Reconciles that ended in an error.
-    pub reconcile_errors: Counter,
+    /// Reconciles that ended in an error, by what failed.
+    reconcile_errors: Family<ErrorLabels, Counter>,
     /// Wall time of one reconcile.
     pub reconcile_duration: Histogram,
     /// Pods created, per kind.
@@ -54,12 +61,18 @@ impl Metrics {
     /// Registers every metric.
     pub fn new() -> Self {
         let reconciles = Counter::default();
-        let reconcile_errors = Counter::default();
+        let reconcile_errors = Family::<ErrorLabels, Counter>::default();
         // 1 ms .. ~16 s.
         let reconcile_duration = Histogram::new(exponential_buckets(0.001, 2.0, 15));
         let pods_created = Family::<KindLabels, Counter>::default();
         let pods_deleted = Family::<DeleteLabels, Counter>::default();
         let leader = Gauge::default();
+        // Every error label from the start, so a rate() over them works before the first error.
+        for error in crate::reconcile::ERROR_LABELS {
+            reconcile_errors
+                .get_or_create(&ErrorLabels { error })
+                .inc_by(0);
+        }
         let mut registry = Registry::with_prefix("stressmix_operator");
         registry.register("reconciles", "Reconciles run", reconciles.clone());
         registry.register(
@@ -88,6 +101,13 @@ impl Metrics {
             leader,
             registry,
         }
+    }
+
+    /// Counts a failed reconcile under `error` (`ReconcileError::metric_label`).
+    pub fn reconcile_error(&self, error: &'static str) {
+        self.reconcile_errors
+            .get_or_create(&ErrorLabels { error })
+            .inc();
     }
 
     /// The OpenMetrics text exposition.
@@ -179,7 +199,15 @@ mod tests {
             text.contains("stressmix_operator_reconciles_total 1"),
             "{text}"
         );
-        assert!(text.contains("stressmix_operator_reconcile_errors_total 0"));
+        m.reconcile_error("create_pod");
+        let text = m.render().expect("encodes");
+        assert!(
+            text.contains("stressmix_operator_reconcile_errors_total{error=\"create_pod\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("stressmix_operator_reconcile_errors_total{error=\"write_status\"} 0")
+        );
         assert!(text.contains("stressmix_operator_pods_created_total{kind=\"cpu\"} 1"));
         assert!(
             text.contains(

@@ -1,30 +1,28 @@
-//! The executor: reads the caches, asks the planner, and carries out its plan against the API
-//! (deletes with a UID precondition, creates, events, status).
+//! One reconcile as a pipeline: observe (the caches) → plan (pure, with the backoff upkeep around
+//! it) → act (the executor) → status. Also the records a Workload leaves behind, dropped with it.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use futures::StreamExt;
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
-use kube::{Api, Client, Resource, ResourceExt};
-use stressmix_api::workload::{LABEL_WORKLOAD, StressKind, Workload, WorkloadStatus};
+use kube::{Client, Resource, ResourceExt};
+use stressmix_api::workload::{LABEL_WORKLOAD, Workload};
 use thiserror::Error;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::backoff::SlotBackoff;
-use crate::hash::template_hash;
+use crate::desired::{desired_kinds, image, lifetime};
+use crate::executor::{execute_creates, execute_deletes, write_status};
 use crate::inflight::InFlight;
-use crate::metrics::{DeleteLabels, KindLabels, Metrics};
-use crate::observed::observe;
-use crate::planner::{self, DeleteReason, KindDesire, Phase, Plan, PlanInput, slot_name};
-use crate::podspec::{PodBuildError, build_pod};
+use crate::metrics::Metrics;
+use crate::observed::observe as observe_pod;
+use crate::planner::{self, Create, KindDesire, ObservedPod, Plan, PlanInput};
+use crate::podspec::PodBuildError;
 use crate::ready::ReadyGate;
 use crate::slim::SlimPod;
 use crate::status;
@@ -33,8 +31,6 @@ use crate::status;
 pub const FIELD_MANAGER: &str = "stressmix-operator";
 /// A pod still terminating this long after its deletion timestamp is reported as stuck.
 pub const STUCK_AFTER: Duration = Duration::from_secs(30);
-/// Parallel API calls per reconcile.
-const API_CONCURRENCY: usize = 32;
 
 /// Shared state of all reconciles of one controller.
 pub struct Context {
@@ -52,8 +48,59 @@ pub struct Context {
     pub recorder: Recorder,
     /// Image for Workloads that name none.
     pub default_image: String,
-    /// Failure backoff per slot (shared by all Workloads; keys carry the namespace).
+    /// Failure backoff per slot (shared by all controllers; records are per Workload).
     pub backoff: Arc<Mutex<SlotBackoff>>,
+}
+
+impl Context {
+    /// Drops what the operator remembers of a deleted Workload (backoff, creates in flight).
+    pub fn forget_workload(&self, namespace: &str, name: &str) {
+        self.lock_backoff().forget_workload(namespace, name);
+        self.in_flight.forget_workload(namespace, name);
+    }
+
+    /// Keeps only the records of Workloads `(namespace, name)` for which `keep` holds: after a
+    /// relist, Workloads deleted while the watch was down arrive as no event.
+    pub fn retain_workloads(&self, keep: impl Fn(&str, &str) -> bool) {
+        self.lock_backoff().retain_workloads(&keep);
+        self.in_flight.retain_workloads(&keep);
+    }
+
+    fn lock_backoff(&self) -> std::sync::MutexGuard<'_, SlotBackoff> {
+        self.backoff.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The API call that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiCall {
+    /// Creating a pod.
+    CreatePod,
+    /// Deleting a pod.
+    DeletePod,
+    /// Writing the Workload's status.
+    WriteStatus,
+}
+
+impl ApiCall {
+    /// The `error` label of the reconcile-error metric.
+    pub fn as_label(self) -> &'static str {
+        match self {
+            Self::CreatePod => "create_pod",
+            Self::DeletePod => "delete_pod",
+            Self::WriteStatus => "write_status",
+        }
+    }
+}
+
+impl std::fmt::Display for ApiCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::CreatePod => "creating pod",
+            Self::DeletePod => "deleting pod",
+            Self::WriteStatus => "writing status of",
+        })
+    }
 }
 
 /// Why a reconcile failed; the controller retries it.
@@ -74,15 +121,37 @@ pub enum ReconcileError {
         source: PodBuildError,
     },
     /// An API call failed.
-    #[error("{action} {target}: {source}")]
+    #[error("{call} {target}: {source}")]
     Api {
         /// What was attempted.
-        action: &'static str,
+        call: ApiCall,
         /// On what.
         target: String,
         /// Cause.
         source: kube::Error,
     },
+}
+
+/// Every `error` label of the reconcile-error metric.
+pub const ERROR_LABELS: [&str; 6] = [
+    "metadata",
+    "cache_closed",
+    "invalid_spec",
+    "create_pod",
+    "delete_pod",
+    "write_status",
+];
+
+impl ReconcileError {
+    /// The `error` label of the reconcile-error metric: one of [`ERROR_LABELS`].
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::Metadata(..) => "metadata",
+            Self::CacheClosed => "cache_closed",
+            Self::Build { .. } => "invalid_spec",
+            Self::Api { call, .. } => call.as_label(),
+        }
+    }
 }
 
 /// Reconciles one Workload; the controller calls this on every change of it or its pods.
@@ -98,17 +167,43 @@ pub async fn reconcile(wl: Arc<Workload>, ctx: Arc<Context>) -> Result<Action, R
 
 /// What the controller does after a failed reconcile.
 pub fn error_policy(wl: Arc<Workload>, err: &ReconcileError, ctx: Arc<Context>) -> Action {
-    ctx.metrics.reconcile_errors.inc();
+    ctx.metrics.reconcile_error(err.metric_label());
     warn!(workload = %wl.name_any(), namespace = ?wl.namespace(), error = %err, "reconcile failed; retrying");
     Action::requeue(Duration::from_secs(5))
 }
 
 async fn reconcile_workload(wl: &Workload, ctx: &Context) -> Result<Action, ReconcileError> {
-    let name = wl.name_any();
     if wl.meta().deletion_timestamp.is_some() {
         // The garbage collector removes the pods through their owner references.
+        ctx.forget_workload(&wl.namespace().unwrap_or_default(), &wl.name_any());
         return Ok(Action::await_change());
     }
+    let seen = observe(wl, ctx).await?;
+    let decided = plan(&seen, ctx);
+    let acted = act(ctx, wl, &seen, &decided).await;
+    update_status(ctx, wl, &seen, &decided.plan).await?;
+    acted?;
+    Ok(decided
+        .plan
+        .requeue_after
+        .map_or_else(Action::await_change, Action::requeue))
+}
+
+/// What one reconcile starts from: the Workload's pods in the cache, its creates in flight, and what
+/// its spec asks for.
+struct Observation {
+    namespace: String,
+    name: String,
+    pods: Vec<ObservedPod>,
+    in_flight: Vec<Create>,
+    image: String,
+    desired: Vec<KindDesire>,
+    lifetime: Duration,
+    now: SystemTime,
+}
+
+async fn observe(wl: &Workload, ctx: &Context) -> Result<Observation, ReconcileError> {
+    let name = wl.name_any();
     let namespace = wl
         .namespace()
         .ok_or_else(|| ReconcileError::Metadata(name.clone(), "namespace"))?;
@@ -120,412 +215,92 @@ async fn reconcile_workload(wl: &Workload, ctx: &Context) -> Result<Action, Reco
         .wait()
         .await
         .map_err(|_| ReconcileError::CacheClosed)?;
-
-    let owned: Vec<Arc<SlimPod>> = ctx.pods.state_filter(|p| {
-        p.metadata.namespace.as_deref() == Some(namespace.as_str())
-            && p.labels().get(LABEL_WORKLOAD) == Some(&name)
-            && p.owner_references()
-                .iter()
-                .any(|o| o.controller == Some(true) && o.uid == uid)
-    });
-    let observed: Vec<_> = owned.iter().map(|p| observe(&name, p)).collect();
-    let cached: HashSet<&str> = observed.iter().map(|p| p.name.as_str()).collect();
+    let pods: Vec<ObservedPod> = ctx
+        .pods
+        .state_filter(|p| {
+            p.metadata.namespace.as_deref() == Some(namespace.as_str())
+                && p.labels().get(LABEL_WORKLOAD) == Some(&name)
+                && p.owner_references()
+                    .iter()
+                    .any(|o| o.controller == Some(true) && o.uid == uid)
+        })
+        .iter()
+        .map(|p| observe_pod(&name, p))
+        .collect();
+    let cached: HashSet<&str> = pods.iter().map(|p| p.name.as_str()).collect();
     let in_flight = ctx
         .in_flight
         .pending(&namespace, &name, |pod| cached.contains(pod));
+    let image = image(wl, &ctx.default_image);
+    let desired = desired_kinds(wl, &image);
+    Ok(Observation {
+        namespace,
+        name,
+        pods,
+        in_flight,
+        image,
+        desired,
+        lifetime: lifetime(wl),
+        now: SystemTime::now(),
+    })
+}
 
-    let image = wl
-        .spec
-        .template
-        .image
-        .clone()
-        .unwrap_or_else(|| ctx.default_image.clone());
-    let desired: Vec<KindDesire> = wl
-        .spec
-        .mix
-        .iter()
-        .map(|entry| KindDesire {
-            kind: entry.kind,
-            replicas: u32::try_from(wl.spec.desired_replicas(entry.kind)).unwrap_or(0),
-            template_hash: template_hash(entry, &wl.spec.template, &image),
-        })
-        .collect();
+/// The plan and the backoff upkeep around it.
+struct Decision {
+    plan: Plan,
+    /// Failed pods the plan deletes, with their slots' next try, for the event.
+    failing: Vec<String>,
+}
 
-    let now = SystemTime::now();
-    let backoff = {
-        let mut slots = ctx.backoff.lock().unwrap_or_else(|e| e.into_inner());
-        for pod in &observed {
-            if pod.ready || pod.phase == Phase::Succeeded {
-                slots.succeeded(&backoff_key(
-                    &namespace, &name, pod.kind, pod.slot, &pod.name,
-                ));
-            }
-        }
-        slots.not_before(&namespace)
-    };
-    let lifetime =
-        Duration::from_secs(u64::try_from(wl.spec.template.lifetime_seconds).unwrap_or(1));
+fn plan(seen: &Observation, ctx: &Context) -> Decision {
+    let mut backoff = ctx.lock_backoff();
+    let not_before = backoff.observe(&seen.namespace, &seen.name, &seen.pods);
     let plan = planner::plan(&PlanInput {
-        workload: &name,
-        desired: &desired,
-        lifetime,
-        pods: &observed,
-        now,
-        backoff: &backoff,
-        in_flight: &in_flight,
+        workload: &seen.name,
+        desired: &seen.desired,
+        lifetime: seen.lifetime,
+        pods: &seen.pods,
+        now: seen.now,
+        backoff: &not_before,
+        in_flight: &seen.in_flight,
         stuck_after: STUCK_AFTER,
     });
+    let failing = backoff.record_failures(&seen.namespace, &seen.name, &plan.deletes, seen.now);
     if !plan.deletes.is_empty() || !plan.creates.is_empty() {
-        debug!(workload = %name, %namespace, deletes = plan.deletes.len(), creates = plan.creates.len(), "plan");
+        debug!(workload = %seen.name, namespace = %seen.namespace, deletes = plan.deletes.len(), creates = plan.creates.len(), "plan");
     }
+    Decision { plan, failing }
+}
 
-    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-    let delete_result = execute_deletes(ctx, wl, &namespace, &pods_api, &plan).await;
-    let create_result =
-        execute_creates(ctx, wl, &namespace, &pods_api, &plan, &image, &desired).await;
+/// Deletes, then creates; both run whatever the other's outcome, and the first error is returned.
+async fn act(
+    ctx: &Context,
+    wl: &Workload,
+    seen: &Observation,
+    decided: &Decision,
+) -> Result<(), ReconcileError> {
+    let deleted = execute_deletes(ctx, wl, &decided.plan, &decided.failing).await;
+    let created = execute_creates(ctx, wl, &decided.plan, &seen.image, &seen.desired).await;
+    deleted.and(created)
+}
 
-    let generation = wl.meta().generation;
+/// Writes the status computed from what was observed and planned, only when it changed.
+async fn update_status(
+    ctx: &Context,
+    wl: &Workload,
+    seen: &Observation,
+    plan: &Plan,
+) -> Result<(), ReconcileError> {
     let new_status = status::compute(
         &wl.spec,
-        generation,
-        &observed,
-        &plan,
+        wl.meta().generation,
+        &seen.pods,
+        plan,
         wl.status.as_ref(),
         Time(Timestamp::now()),
     );
-    if wl.status.as_ref() != Some(&new_status) {
-        write_status(ctx, &namespace, &name, &new_status).await?;
-    }
-    delete_result?;
-    create_result?;
-
-    Ok(plan
-        .requeue_after
-        .map_or_else(Action::await_change, Action::requeue))
-}
-
-async fn execute_deletes(
-    ctx: &Context,
-    wl: &Workload,
-    namespace: &str,
-    pods_api: &Api<Pod>,
-    plan: &Plan,
-) -> Result<(), ReconcileError> {
-    if plan.deletes.is_empty() {
+    if wl.status.as_ref() == Some(&new_status) {
         return Ok(());
     }
-    let now = SystemTime::now();
-    let mut failing = Vec::new();
-    {
-        let mut slots = ctx.backoff.lock().unwrap_or_else(|e| e.into_inner());
-        for d in plan
-            .deletes
-            .iter()
-            .filter(|d| d.reason == DeleteReason::Failed)
-        {
-            let key = backoff_key(namespace, &wl.name_any(), d.kind, d.slot, &d.name);
-            let wait = slots.failed(&key, &d.uid, now);
-            failing.push(format!("{} (next try in {}s)", d.name, wait.as_secs()));
-        }
-    }
-    // Owned inputs: the futures run inside the controller's spawned task and must not borrow.
-    let calls: Vec<(usize, String, String, Api<Pod>)> = plan
-        .deletes
-        .iter()
-        .enumerate()
-        .map(|(i, d)| (i, d.name.clone(), d.uid.clone(), pods_api.clone()))
-        .collect();
-    let results: Vec<(usize, Result<(), kube::Error>)> = futures::stream::iter(calls)
-        .map(|(i, name, uid, api)| async move {
-            let params = DeleteParams {
-                preconditions: Some(Preconditions {
-                    uid: Some(uid),
-                    resource_version: None,
-                }),
-                ..DeleteParams::default()
-            };
-            let result = match api.delete(&name, &params).await {
-                Ok(_) => Ok(()),
-                // Gone already, or a newer pod took the name: nothing to delete.
-                Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
-                Err(e) => Err(e),
-            };
-            (i, result)
-        })
-        .buffer_unordered(API_CONCURRENCY)
-        .collect()
-        .await;
-
-    let mut replaced = Vec::new();
-    let mut removed = Vec::new();
-    let mut first_error = None;
-    for (i, result) in results {
-        let d = &plan.deletes[i];
-        match result {
-            Ok(()) => {
-                ctx.metrics
-                    .pods_deleted
-                    .get_or_create(&DeleteLabels {
-                        kind: d.kind.map_or("unknown", StressKind::as_str).to_owned(),
-                        reason: d.reason.as_str().to_owned(),
-                    })
-                    .inc();
-                let entry = format!("{} ({})", d.name, d.reason.as_str());
-                if d.reason.is_replacement() {
-                    replaced.push(entry);
-                } else {
-                    removed.push(entry);
-                }
-            }
-            Err(source) => {
-                if first_error.is_none() {
-                    first_error = Some(ReconcileError::Api {
-                        action: "deleting pod",
-                        target: format!("{namespace}/{}", d.name),
-                        source,
-                    });
-                }
-            }
-        }
-    }
-    if !replaced.is_empty() {
-        info!(workload = %wl.name_any(), %namespace, pods = ?replaced, "replacing pods");
-        publish(
-            ctx,
-            wl,
-            EventType::Normal,
-            "Replaced",
-            "Replace",
-            format!("replacing {} pods: {}", replaced.len(), list(&replaced)),
-        )
-        .await;
-    }
-    if !removed.is_empty() {
-        info!(workload = %wl.name_any(), %namespace, pods = ?removed, "deleted surplus pods");
-        publish(
-            ctx,
-            wl,
-            EventType::Normal,
-            "Deleted",
-            "Delete",
-            format!("deleted {} pods: {}", removed.len(), list(&removed)),
-        )
-        .await;
-    }
-    if !failing.is_empty() {
-        warn!(workload = %wl.name_any(), %namespace, pods = ?failing, "pods failed");
-        publish(
-            ctx,
-            wl,
-            EventType::Warning,
-            "PodFailing",
-            "Replace",
-            format!("pods failed, their slots back off: {}", list(&failing)),
-        )
-        .await;
-    }
-    first_error.map_or(Ok(()), Err)
-}
-
-async fn execute_creates(
-    ctx: &Context,
-    wl: &Workload,
-    namespace: &str,
-    pods_api: &Api<Pod>,
-    plan: &Plan,
-    image: &str,
-    desired: &[KindDesire],
-) -> Result<(), ReconcileError> {
-    if plan.creates.is_empty() {
-        return Ok(());
-    }
-    let hashes: BTreeMap<StressKind, &str> = desired
-        .iter()
-        .map(|d| (d.kind, d.template_hash.as_str()))
-        .collect();
-    let mut pods = Vec::with_capacity(plan.creates.len());
-    for c in &plan.creates {
-        let (Some(entry), Some(hash)) = (wl.spec.entry(c.kind), hashes.get(&c.kind)) else {
-            continue;
-        };
-        match build_pod(wl, entry, &c.name, hash, image) {
-            Ok(pod) => pods.push((c.clone(), pod, pods_api.clone())),
-            Err(source) => {
-                publish(
-                    ctx,
-                    wl,
-                    EventType::Warning,
-                    "InvalidSpec",
-                    "Create",
-                    source.to_string(),
-                )
-                .await;
-                return Err(ReconcileError::Build {
-                    workload: format!("{namespace}/{}", wl.name_any()),
-                    source,
-                });
-            }
-        }
-    }
-    let workload = wl.name_any();
-    let results: Vec<_> = futures::stream::iter(pods)
-        .map(|(c, pod, api)| {
-            let in_flight = ctx.in_flight.clone();
-            let (namespace, workload) = (namespace.to_owned(), workload.clone());
-            async move {
-                // Recorded before the request, so the watch cannot report the pod before the record.
-                in_flight.record(&namespace, &workload, &c);
-                let result = match api.create(&PostParams::default(), &pod).await {
-                    Ok(_) => Ok(true),
-                    // The cache had not seen this pod yet: the name proves it exists already.
-                    Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
-                    Err(e) => {
-                        in_flight.forget(&namespace, &workload, &c.name);
-                        Err(e)
-                    }
-                };
-                (c, result)
-            }
-        })
-        .buffer_unordered(API_CONCURRENCY)
-        .collect()
-        .await;
-
-    let mut created = Vec::new();
-    let mut first_error = None;
-    for (c, result) in results {
-        match result {
-            Ok(true) => {
-                ctx.metrics
-                    .pods_created
-                    .get_or_create(&KindLabels {
-                        kind: c.kind.as_str().to_owned(),
-                    })
-                    .inc();
-                created.push(c.name.clone());
-            }
-            Ok(false) => debug!(pod = %c.name, "pod exists already"),
-            Err(source) => {
-                if first_error.is_none() {
-                    first_error = Some(ReconcileError::Api {
-                        action: "creating pod",
-                        target: format!("{namespace}/{}", c.name),
-                        source,
-                    });
-                }
-            }
-        }
-    }
-    if !created.is_empty() {
-        created.sort();
-        info!(workload = %wl.name_any(), %namespace, pods = ?created, "created pods");
-        publish(
-            ctx,
-            wl,
-            EventType::Normal,
-            "Created",
-            "Create",
-            format!("created {} pods: {}", created.len(), list(&created)),
-        )
-        .await;
-    }
-    if let Some(err) = &first_error {
-        publish(
-            ctx,
-            wl,
-            EventType::Warning,
-            "CreateFailed",
-            "Create",
-            err.to_string(),
-        )
-        .await;
-    }
-    first_error.map_or(Ok(()), Err)
-}
-
-async fn write_status(
-    ctx: &Context,
-    namespace: &str,
-    name: &str,
-    status: &WorkloadStatus,
-) -> Result<(), ReconcileError> {
-    let api: Api<Workload> = Api::namespaced(ctx.client.clone(), namespace);
-    // Server-side apply: the operator owns the whole status, so kinds it no longer reports vanish.
-    let body = serde_json::json!({
-        "apiVersion": "stressmix.dev/v1alpha1",
-        "kind": "Workload",
-        "status": status,
-    });
-    api.patch_status(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await
-    .map_err(|source| ReconcileError::Api {
-        action: "writing status of",
-        target: format!("{namespace}/{name}"),
-        source,
-    })?;
-    Ok(())
-}
-
-/// The failure-backoff key of a pod: its slot (both of a slot's names share one backoff).
-fn backoff_key(
-    namespace: &str,
-    workload: &str,
-    kind: Option<StressKind>,
-    slot: Option<u32>,
-    pod: &str,
-) -> String {
-    match (kind, slot) {
-        (Some(kind), Some(slot)) => format!("{namespace}/{}", slot_name(workload, kind, slot)),
-        _ => format!("{namespace}/{pod}"),
-    }
-}
-
-/// Publishes an event on the Workload; failures are logged, never fail the reconcile.
-async fn publish(
-    ctx: &Context,
-    wl: &Workload,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    note: String,
-) {
-    let event = Event {
-        type_,
-        reason: reason.to_owned(),
-        note: Some(truncate(note, 1000)),
-        action: action.to_owned(),
-        secondary: None,
-    };
-    if let Err(err) = ctx.recorder.publish(&event, &wl.object_ref(&())).await {
-        warn!(error = %err, reason, "cannot publish event");
-    }
-}
-
-fn list(items: &[String]) -> String {
-    const SHOWN: usize = 20;
-    let mut text = items
-        .iter()
-        .take(SHOWN)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(", ");
-    if items.len() > SHOWN {
-        text.push_str(&format!(" and {} more", items.len() - SHOWN));
-    }
-    text
-}
-
-fn truncate(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let mut cut = max;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-    }
-    text
+    write_status(ctx, &seen.namespace, &seen.name, &new_status).await
 }

@@ -9,6 +9,10 @@ use stressmix_api::workload::{
 };
 
 use crate::planner::{ObservedPod, Phase, Plan};
+use crate::text::name_list;
+
+/// Pod names a condition message lists before it says how many more there are.
+const SHOWN_IN_CONDITIONS: usize = 5;
 
 /// The status for `spec` (at `generation`) given the pods observed and the plan just made.
 ///
@@ -121,7 +125,7 @@ pub fn compute(
             "PodStuckTerminating",
             format!(
                 "pods stuck terminating block their slots: {}",
-                truncate_list(&plan.stuck)
+                name_list(&plan.stuck, SHOWN_IN_CONDITIONS)
             ),
         )
     } else if !plan.backing_off.is_empty() || failed > 0 {
@@ -135,7 +139,7 @@ pub fn compute(
             }
             message.push_str(&format!(
                 "slots backing off after failures: {}",
-                truncate_list(&plan.backing_off)
+                name_list(&plan.backing_off, SHOWN_IN_CONDITIONS)
             ));
         }
         ("True", "PodsFailing", message)
@@ -178,20 +182,6 @@ pub fn compute(
         kinds,
         conditions,
     }
-}
-
-fn truncate_list(names: &[String]) -> String {
-    const SHOWN: usize = 5;
-    let mut text = names
-        .iter()
-        .take(SHOWN)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(", ");
-    if names.len() > SHOWN {
-        text.push_str(&format!(" and {} more", names.len() - SHOWN));
-    }
-    text
 }
 
 #[cfg(test)]
