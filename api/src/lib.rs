@@ -1,5 +1,6 @@
 //! Shared types of stressmix: the Workload CRD, the kernel module document, the reading batches.
 pub mod kmod;
 pub mod readings;
+pub mod run_summary;
 #[cfg(feature = "crd")]
 pub mod workload;

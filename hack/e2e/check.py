@@ -41,6 +41,7 @@ RUN_DIR = os.environ.get("STRESSMIX_E2E_RUN_DIR", "/tmp")
 LOGSVC = os.environ.get("STRESSMIX_LAB_LOGSVC_URL", "http://127.0.0.1:28000")
 MiB = 1 << 20
 SCRATCH_DIR = "/scratch"  # operator/src/podspec.rs
+TERMINATION_LOG = "/dev/termination-log"  # operator/src/podspec.rs
 
 
 class Failed(Exception):
@@ -149,7 +150,7 @@ def expected_args(entry, duration):
         args += ["--bytes", str(parse_bytes(entry["bytes"]))]
     if entry["kind"] in ("disk", "io"):
         args += ["--dir", SCRATCH_DIR]
-    return args
+    return args + ["--summary-file", TERMINATION_LOG]
 
 
 def parse_bytes(text):

@@ -20,6 +20,9 @@ use thiserror::Error;
 pub const STRESS_BINARY: &str = "/usr/local/bin/stressmix-stress";
 /// Where the scratch emptyDir is mounted (the stress program's default `--dir`).
 pub const SCRATCH_DIR: &str = "/scratch";
+/// Where the stress program writes its run summary: the container's termination message, which
+/// the operator reads back from the pod's status before it deletes a finished pod.
+pub const TERMINATION_LOG: &str = "/dev/termination-log";
 /// The non-root user and group the stress container runs as (the image's user).
 pub const RUN_AS: i64 = 65532;
 
@@ -79,6 +82,8 @@ pub fn stress_args(entry: &MixEntry, duration_seconds: i64) -> Result<Vec<String
         args.push("--dir".to_owned());
         args.push(SCRATCH_DIR.to_owned());
     }
+    args.push("--summary-file".to_owned());
+    args.push(TERMINATION_LOG.to_owned());
     Ok(args)
 }
 
@@ -147,6 +152,9 @@ pub fn build_pod(
                 ..VolumeMount::default()
             }]
         }),
+        termination_message_path: Some(TERMINATION_LOG.to_owned()),
+        // A run killed before it wrote its summary (OOMKilled) still says something: its log's tail.
+        termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
         ..Container::default()
     };
 
@@ -236,7 +244,12 @@ mod tests {
         assert_eq!(c.command.as_deref(), Some(&[STRESS_BINARY.to_owned()][..]));
         assert_eq!(
             c.args.as_ref().expect("args").join(" "),
-            "cpu --duration 30 --workers 2 --load 40"
+            "cpu --duration 30 --workers 2 --load 40 --summary-file /dev/termination-log"
+        );
+        assert_eq!(c.termination_message_path.as_deref(), Some(TERMINATION_LOG));
+        assert_eq!(
+            c.termination_message_policy.as_deref(),
+            Some("FallbackToLogsOnError")
         );
         let resources = c.resources.as_ref().expect("resources");
         assert_eq!(resources.requests, resources.limits);
@@ -272,7 +285,7 @@ mod tests {
         let c = &spec.containers[0];
         assert_eq!(
             c.args.as_ref().expect("args").join(" "),
-            "disk --duration 30 --workers 1 --bytes 1048576 --dir /scratch"
+            "disk --duration 30 --workers 1 --bytes 1048576 --dir /scratch --summary-file /dev/termination-log"
         );
         assert_eq!(
             c.volume_mounts.as_ref().expect("mounts")[0].mount_path,

@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use proptest::prelude::*;
 use stressmix_api::workload::quantity::{QuantityError, parse_whole};
 use stressmix_api::workload::{MixEntry, StressKind, Workload};
-use stressmix_operator::podspec::{PodBuildError, SCRATCH_DIR, stress_args};
+use stressmix_operator::podspec::{PodBuildError, SCRATCH_DIR, TERMINATION_LOG, stress_args};
 use stressmix_stress::{Cli, Command};
 
 /// Parses `args` as the container's command line and checks each value against `entry`.
@@ -28,6 +28,10 @@ fn program_accepts(entry: &MixEntry, duration: i64, args: &[String]) -> Result<(
     check(
         "duration",
         i64::try_from(command.run_args().duration) == Ok(duration.max(0)),
+    )?;
+    check(
+        "summary file",
+        command.run_args().summary_file.as_deref() == Some(std::path::Path::new(TERMINATION_LOG)),
     )?;
     check(
         "workers",

@@ -32,6 +32,10 @@ pub struct RunArgs {
     /// Seconds to run; 0 runs until SIGTERM or SIGINT.
     #[arg(long, value_name = "SECONDS")]
     pub duration: u64,
+    /// Also write the summary (or, when the run fails, the error) to this file, cut to 4 KiB: the
+    /// container's termination message (`/dev/termination-log`), which the operator reads back.
+    #[arg(long, value_name = "PATH")]
+    pub summary_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

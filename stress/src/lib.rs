@@ -42,7 +42,7 @@ pub fn run(command: &Command) -> Result<Summary, Error> {
     drop(held);
     let (cpu_seconds, max_resident_bytes) = summary::process_usage()?;
     Ok(Summary {
-        kind: command.kind(),
+        kind: command.kind().to_owned(),
         workers: command.workers(),
         duration_seconds,
         stopped_by_signal: stop.stopped_by_signal(),

@@ -1,7 +1,9 @@
 use std::io::{IsTerminal, Write};
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
+use stressmix_api::run_summary::MAX_TERMINATION_MESSAGE;
 use stressmix_stress::{Cli, Error, run};
 use tracing_subscriber::EnvFilter;
 
@@ -14,12 +16,14 @@ fn main() -> ExitCode {
         )
         .init();
     let cli = Cli::parse();
+    let summary_file = cli.command.run_args().summary_file.clone();
     let result = run(&cli.command).and_then(|summary| {
         let line = serde_json::to_string(&summary).map_err(|e| Error::Summary(e.into()))?;
-        writeln!(std::io::stdout().lock(), "{line}").map_err(Error::Summary)
+        writeln!(std::io::stdout().lock(), "{line}").map_err(Error::Summary)?;
+        Ok(line)
     });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
+    let (code, report) = match result {
+        Ok(line) => (ExitCode::SUCCESS, line),
         Err(error) => {
             let mut message = format!("stressmix-stress {}: {error}", cli.command.kind());
             let mut source = std::error::Error::source(&error);
@@ -28,7 +32,23 @@ fn main() -> ExitCode {
                 source = cause.source();
             }
             eprintln!("error: {message}");
-            ExitCode::FAILURE
+            (ExitCode::FAILURE, format!("error: {message}"))
         }
+    };
+    if let Some(path) = summary_file {
+        write_summary_file(&path, &report);
+    }
+    code
+}
+
+/// The run's outcome as its termination message. A failure to write it is said on stderr and does
+/// not change the run's exit code: the run itself is what the code reports.
+fn write_summary_file(path: &Path, report: &str) {
+    let mut end = report.len().min(MAX_TERMINATION_MESSAGE);
+    while !report.is_char_boundary(end) {
+        end -= 1;
+    }
+    if let Err(e) = std::fs::write(path, &report[..end]) {
+        eprintln!("error: cannot write the summary to {}: {e}", path.display());
     }
 }

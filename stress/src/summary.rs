@@ -2,8 +2,6 @@
 
 use std::io;
 
-use serde::Serialize;
-
 use crate::Error;
 
 /// What a stressor counted itself; the process-wide figures are added by [`Summary`].
@@ -44,27 +42,8 @@ impl std::iter::Sum for Consumed {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Summary {
-    pub kind: &'static str,
-    pub workers: usize,
-    /// Wall-clock seconds the run lasted.
-    pub duration_seconds: f64,
-    pub stopped_by_signal: bool,
-    /// User + system CPU seconds of the whole process.
-    pub cpu_seconds: f64,
-    /// VmRSS at the end of the run, before memory is released.
-    pub resident_bytes: u64,
-    /// Peak resident set of the process.
-    pub max_resident_bytes: u64,
-    pub held_bytes: u64,
-    pub bytes_written: u64,
-    pub bytes_read: u64,
-    pub write_syscalls: u64,
-    pub read_syscalls: u64,
-    pub sync_syscalls: u64,
-    pub operations: u64,
-}
+/// The run's summary: the contract with the operator, which reads it back as the termination message.
+pub use stressmix_api::run_summary::RunSummary as Summary;
 
 /// CPU seconds (user + system) and peak RSS bytes of this process so far.
 pub fn process_usage() -> Result<(f64, u64), Error> {

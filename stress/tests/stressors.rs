@@ -445,3 +445,39 @@ fn bad_arguments_give_a_clear_error_and_nonzero_exit() {
     }
     assert_empty_and_remove(&dir);
 }
+
+/// The termination message: the summary line as stdout has it, and on a failed run the error.
+#[test]
+fn the_summary_file_holds_the_summary_or_the_error() {
+    let dir = scratch_dir("summary-file");
+    let file = dir.join("termination-log");
+    let file_arg = file.to_str().expect("utf-8 path");
+    let finished = run(&["cpu", "--duration", "1", "--summary-file", file_arg]);
+    let summary = finished.assert_success();
+    let written = std::fs::read_to_string(&file).expect("summary file written");
+    assert_eq!(written, finished.stdout.trim_end());
+    let parsed: stressmix_api::run_summary::RunSummary =
+        serde_json::from_str(&written).expect("the operator's type reads it");
+    assert_eq!(parsed.kind, "cpu");
+    assert_eq!(summary["kind"], "cpu");
+
+    let missing = dir.join("no-such-dir");
+    let finished = run(&[
+        "io",
+        "--duration",
+        "1",
+        "--dir",
+        missing.to_str().expect("utf-8 path"),
+        "--summary-file",
+        file_arg,
+    ]);
+    assert_eq!(finished.exit_code, Some(1), "stderr: {}", finished.stderr);
+    let written = std::fs::read_to_string(&file).expect("error written");
+    assert!(
+        written.starts_with("error: stressmix-stress io: "),
+        "{written}"
+    );
+    assert!(written.len() <= stressmix_api::run_summary::MAX_TERMINATION_MESSAGE);
+    std::fs::remove_file(&file).expect("remove");
+    assert_empty_and_remove(&dir);
+}
