@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Toleration;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -73,6 +73,18 @@ pub const DEFAULT_LIFETIME_SECONDS: i64 = 150;
         type_ = "integer",
         description = "Pods that are ready",
         json_path = ".status.ready"
+    ),
+    printcolumn(
+        name = "Runs",
+        type_ = "integer",
+        description = "Stress runs that completed, all kinds together",
+        json_path = ".status.completedRuns"
+    ),
+    printcolumn(
+        name = "Failed",
+        type_ = "integer",
+        description = "Stress runs that failed, all kinds together",
+        json_path = ".status.failedRuns"
     ),
     printcolumn(
         name = "Status",
@@ -348,7 +360,15 @@ pub struct WorkloadStatus {
     #[serde(default)]
     pub ready: i32,
 
-    /// Pod counts per stressor kind (keys: cpu, memory, io, disk).
+    /// Stress runs that completed (exit code 0), all kinds together.
+    #[serde(default)]
+    pub completed_runs: i64,
+
+    /// Stress runs that failed, all kinds together.
+    #[serde(default)]
+    pub failed_runs: i64,
+
+    /// Pod counts, runs and what they delivered, per stressor kind (keys: cpu, memory, io, disk).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub kinds: BTreeMap<String, KindStatus>,
 
@@ -359,8 +379,11 @@ pub struct WorkloadStatus {
     pub conditions: Vec<Condition>,
 }
 
-/// Pod counts of one stressor kind.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+/// Pod counts of one stressor kind, its runs and what they delivered.
+///
+/// A run is counted once, when the operator deletes its finished pod (so runs survive operator
+/// restarts in this status; a run whose pod someone else deleted first is not counted).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct KindStatus {
     /// Pods of this kind the spec asks for.
@@ -373,6 +396,65 @@ pub struct KindStatus {
     pub pending: i32,
     /// Pods in phase Failed still present.
     pub failed: i32,
+    /// Runs that completed (the stress container exited 0).
+    #[serde(default)]
+    pub completed_runs: i64,
+    /// Runs that failed, by reason: the container's (OOMKilled, Error, ContainerCannotRun...) or,
+    /// when no container ended, the pod's (Evicted, DeadlineExceeded...). At most 8 reasons; the
+    /// rest count under `Other`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 8))]
+    pub failed_runs: BTreeMap<String, i64>,
+    /// The most recent failed run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<RunFailure>,
+    /// When the most recent completed run ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_completion_time: Option<Time>,
+    /// What the recent completed runs delivered, from each run's own summary (its termination
+    /// message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered: Option<Delivered>,
+}
+
+/// One failed run.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RunFailure {
+    /// The pod that ran it (deleted since).
+    pub pod: String,
+    /// Why it failed (OOMKilled, Error, Evicted...).
+    pub reason: String,
+    /// The stress container's exit code, when it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// The container's termination message or the pod's message, cut to 1024 bytes.
+    #[serde(default)]
+    #[schemars(length(max = 1024))]
+    pub message: String,
+    /// When it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<Time>,
+}
+
+/// What completed runs of one kind delivered: an average weighted toward the most recent runs
+/// (each run weighs 1/5 against the average of those before it).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Delivered {
+    /// Completed runs whose summary went into the average.
+    pub runs: i64,
+    /// cpu: CPU seconds per second of run (cores); memory: bytes held; io: synced writes per
+    /// second; disk: bytes written per second.
+    pub value: f64,
+    /// `cores`, `bytes`, `ops/s` or `bytes/s`.
+    pub unit: String,
+    /// What the spec asks for in the same unit, where it says: cpu its CPU limit, memory `bytes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested: Option<f64>,
+    /// `value / requested` (1.0 = exactly as asked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratio: Option<f64>,
 }
 
 /// Condition type: every desired pod is ready.

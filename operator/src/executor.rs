@@ -39,15 +39,27 @@ where
         .await
 }
 
+/// What a round of deletes did.
+#[derive(Debug)]
+pub struct Deleted {
+    /// Pods this round deleted: the API server accepted the delete (not "gone already").
+    pub pods: Vec<String>,
+    /// The first failed delete.
+    pub result: Result<(), ReconcileError>,
+}
+
 /// Deletes the plan's pods. `failing` names the failed ones whose slots now back off.
 pub async fn execute_deletes(
     ctx: &Context,
     wl: &Workload,
     plan: &Plan,
     failing: &[String],
-) -> Result<(), ReconcileError> {
+) -> Deleted {
     if plan.deletes.is_empty() {
-        return Ok(());
+        return Deleted {
+            pods: Vec::new(),
+            result: Ok(()),
+        };
     }
     let namespace = wl.namespace().unwrap_or_default();
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -65,21 +77,25 @@ pub async fn execute_deletes(
             ..DeleteParams::default()
         };
         let result = match api.delete(&d.name, &params).await {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(true),
             // Gone already, or a newer pod took the name: nothing to delete.
-            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(false),
             Err(e) => Err(e),
         };
         (d, result)
     })
     .await;
 
+    let mut deleted = Vec::new();
     let mut replaced = Vec::new();
     let mut removed = Vec::new();
     let mut first_error = None;
     for (d, result) in results {
         match result {
-            Ok(()) => {
+            Ok(accepted) => {
+                if accepted {
+                    deleted.push(d.name.clone());
+                }
                 ctx.metrics
                     .pods_deleted
                     .get_or_create(&DeleteLabels {
@@ -120,7 +136,10 @@ pub async fn execute_deletes(
         let note = format!("pods failed, their slots back off: {}", names(failing));
         publish(ctx, wl, EventType::Warning, "PodFailing", "Replace", note).await;
     }
-    first_error.map_or(Ok(()), Err)
+    Deleted {
+        pods: deleted,
+        result: first_error.map_or(Ok(()), Err),
+    }
 }
 
 /// Creates the plan's pods from `desired`'s template hashes and `image`. Each create is recorded in
@@ -242,7 +261,7 @@ pub async fn write_status(
 }
 
 /// Publishes an event on the Workload; a failure is logged, never fails the reconcile.
-async fn publish(
+pub async fn publish(
     ctx: &Context,
     wl: &Workload,
     type_: EventType,

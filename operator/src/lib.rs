@@ -19,6 +19,7 @@ pub mod planner;
 pub mod podspec;
 pub mod ready;
 pub mod reconcile;
+pub mod runs;
 pub mod slim;
 pub mod status;
 pub mod text;

@@ -1,14 +1,14 @@
 //! One reconcile as a pipeline: observe (the caches) → plan (pure, with the backoff upkeep around
 //! it) → act (the executor) → status. Also the records a Workload leaves behind, dropped with it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
-use kube::runtime::events::Recorder;
+use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::Store;
 use kube::{Client, Resource, ResourceExt};
 use stressmix_api::workload::{LABEL_WORKLOAD, Workload};
@@ -17,13 +17,14 @@ use tracing::{debug, warn};
 
 use crate::backoff::SlotBackoff;
 use crate::desired::{desired_kinds, image, lifetime};
-use crate::executor::{execute_creates, execute_deletes, write_status};
+use crate::executor::{execute_creates, execute_deletes, publish, write_status};
 use crate::inflight::InFlight;
 use crate::metrics::Metrics;
 use crate::observed::observe as observe_pod;
-use crate::planner::{self, Create, KindDesire, ObservedPod, Plan, PlanInput};
+use crate::planner::{self, Create, DeleteReason, KindDesire, ObservedPod, Plan, PlanInput};
 use crate::podspec::PodBuildError;
 use crate::ready::ReadyGate;
+use crate::runs::EndedRun;
 use crate::slim::SlimPod;
 use crate::status;
 
@@ -180,8 +181,8 @@ async fn reconcile_workload(wl: &Workload, ctx: &Context) -> Result<Action, Reco
     }
     let seen = observe(wl, ctx).await?;
     let decided = plan(&seen, ctx);
-    let acted = act(ctx, wl, &seen, &decided).await;
-    update_status(ctx, wl, &seen, &decided.plan).await?;
+    let (ended, acted) = act(ctx, wl, &seen, &decided).await;
+    update_status(ctx, wl, &seen, &decided.plan, &ended).await?;
     acted?;
     Ok(decided
         .plan
@@ -189,12 +190,14 @@ async fn reconcile_workload(wl: &Workload, ctx: &Context) -> Result<Action, Reco
         .map_or_else(Action::await_change, Action::requeue))
 }
 
-/// What one reconcile starts from: the Workload's pods in the cache, its creates in flight, and what
-/// its spec asks for.
+/// What one reconcile starts from: the Workload's pods in the cache (and how the finished ones'
+/// runs ended), its creates in flight, and what its spec asks for.
 struct Observation {
     namespace: String,
     name: String,
     pods: Vec<ObservedPod>,
+    /// The runs of the pods that ended (phase Succeeded or Failed), by pod name.
+    ended: HashMap<String, EndedRun>,
     in_flight: Vec<Create>,
     image: String,
     desired: Vec<KindDesire>,
@@ -215,17 +218,19 @@ async fn observe(wl: &Workload, ctx: &Context) -> Result<Observation, ReconcileE
         .wait()
         .await
         .map_err(|_| ReconcileError::CacheClosed)?;
-    let pods: Vec<ObservedPod> = ctx
-        .pods
-        .state_filter(|p| {
-            p.metadata.namespace.as_deref() == Some(namespace.as_str())
-                && p.labels().get(LABEL_WORKLOAD) == Some(&name)
-                && p.owner_references()
-                    .iter()
-                    .any(|o| o.controller == Some(true) && o.uid == uid)
-        })
+    let owned = ctx.pods.state_filter(|p| {
+        p.metadata.namespace.as_deref() == Some(namespace.as_str())
+            && p.labels().get(LABEL_WORKLOAD) == Some(&name)
+            && p.owner_references()
+                .iter()
+                .any(|o| o.controller == Some(true) && o.uid == uid)
+    });
+    let pods: Vec<ObservedPod> = owned.iter().map(|p| observe_pod(&name, p)).collect();
+    let ended = owned
         .iter()
-        .map(|p| observe_pod(&name, p))
+        .zip(&pods)
+        .filter_map(|(slim, seen)| EndedRun::of(seen.kind?, slim))
+        .map(|run| (run.pod.clone(), run))
         .collect();
     let cached: HashSet<&str> = pods.iter().map(|p| p.name.as_str()).collect();
     let in_flight = ctx
@@ -237,6 +242,7 @@ async fn observe(wl: &Workload, ctx: &Context) -> Result<Observation, ReconcileE
         namespace,
         name,
         pods,
+        ended,
         in_flight,
         image,
         desired,
@@ -272,30 +278,56 @@ fn plan(seen: &Observation, ctx: &Context) -> Decision {
     Decision { plan, failing }
 }
 
-/// Deletes, then creates; both run whatever the other's outcome, and the first error is returned.
-async fn act(
+/// Deletes, then creates; both run whatever the other's outcome, and the first error is returned
+/// with the runs whose finished pods this round deleted (each counted once: a delete the API server
+/// accepted happens once per pod).
+async fn act<'a>(
     ctx: &Context,
     wl: &Workload,
-    seen: &Observation,
+    seen: &'a Observation,
     decided: &Decision,
-) -> Result<(), ReconcileError> {
+) -> (Vec<&'a EndedRun>, Result<(), ReconcileError>) {
     let deleted = execute_deletes(ctx, wl, &decided.plan, &decided.failing).await;
     let created = execute_creates(ctx, wl, &decided.plan, &seen.image, &seen.desired).await;
-    deleted.and(created)
+    let ended: Vec<&EndedRun> = decided
+        .plan
+        .deletes
+        .iter()
+        .filter(|d| matches!(d.reason, DeleteReason::Finished | DeleteReason::Failed))
+        .filter(|d| deleted.pods.contains(&d.name))
+        .filter_map(|d| seen.ended.get(&d.name))
+        .collect();
+    let mut oom_killed: Vec<String> = ended
+        .iter()
+        .filter(|r| r.oom_killed())
+        .map(|r| format!("{} ({})", r.pod, r.kind))
+        .collect();
+    if !oom_killed.is_empty() {
+        oom_killed.sort();
+        warn!(workload = %seen.name, namespace = %seen.namespace, pods = ?oom_killed, "runs OOM-killed");
+        let note = format!(
+            "runs killed by the OOM killer (the memory limit is too low for the load): {}",
+            oom_killed.join(", ")
+        );
+        publish(ctx, wl, EventType::Warning, "OOMKilled", "Replace", note).await;
+    }
+    (ended, deleted.result.and(created))
 }
 
-/// Writes the status computed from what was observed and planned, only when it changed.
+/// Writes the status computed from what was observed, planned and ended, only when it changed.
 async fn update_status(
     ctx: &Context,
     wl: &Workload,
     seen: &Observation,
     plan: &Plan,
+    ended: &[&EndedRun],
 ) -> Result<(), ReconcileError> {
     let new_status = status::compute(
         &wl.spec,
         wl.meta().generation,
         &seen.pods,
         plan,
+        ended,
         wl.status.as_ref(),
         Time(Timestamp::now()),
     );

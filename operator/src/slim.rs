@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::Resource;
 use serde::{Deserialize, Serialize};
 
@@ -32,7 +32,7 @@ pub struct SlimSpec {
     pub node_name: Option<String>,
 }
 
-/// `status` reduced to phase and readiness.
+/// `status` reduced to phase, readiness and how a finished pod ended.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct SlimStatus {
     /// Pending, Running, Succeeded, Failed or Unknown.
@@ -46,6 +46,61 @@ pub struct SlimStatus {
         skip_serializing
     )]
     pub ready: bool,
+    /// Why the pod failed when no container did (Evicted, DeadlineExceeded...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The pod's message that goes with `reason`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// How the stress container ended (its first container that has), read from
+    /// `containerStatuses`; `None` while it runs.
+    #[serde(
+        default,
+        rename = "containerStatuses",
+        deserialize_with = "first_terminated",
+        skip_serializing
+    )]
+    pub terminated: Option<Terminated>,
+}
+
+/// `state.terminated` of a container: how a run ended.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Terminated {
+    /// The process's exit code.
+    #[serde(default)]
+    pub exit_code: i32,
+    /// Completed, Error, OOMKilled, ContainerCannotRun...
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The termination message (the run's summary, or the tail of its log on an error).
+    #[serde(default)]
+    pub message: Option<String>,
+    /// When it ended.
+    #[serde(default)]
+    pub finished_at: Option<Time>,
+}
+
+#[derive(Deserialize)]
+struct SlimContainerStatus {
+    #[serde(default)]
+    state: Option<SlimContainerState>,
+}
+
+#[derive(Deserialize)]
+struct SlimContainerState {
+    #[serde(default)]
+    terminated: Option<Terminated>,
+}
+
+fn first_terminated<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Terminated>, D::Error> {
+    let statuses: Option<Vec<SlimContainerStatus>> = Option::deserialize(d)?;
+    Ok(statuses
+        .unwrap_or_default()
+        .into_iter()
+        .find_map(|s| s.state.and_then(|state| state.terminated)))
 }
 
 #[derive(Deserialize)]
@@ -130,6 +185,31 @@ mod tests {
         prune(&mut pruned);
         assert!(pruned.metadata.managed_fields.is_none() && pruned.metadata.annotations.is_none());
         assert_eq!(pruned.metadata.labels, pod.metadata.labels);
+    }
+
+    #[test]
+    fn a_finished_pod_keeps_how_its_container_ended() {
+        let pod: SlimPod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "lab-memory-0"},
+            "status": {"phase": "Failed", "reason": "Evicted", "message": "low on memory",
+                       "containerStatuses": [{"name": "stress", "image": "i", "imageID": "",
+                         "ready": false, "restartCount": 0,
+                         "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled",
+                           "message": "tail", "finishedAt": "2026-12-05T10:00:00Z"}}}]}
+        }))
+        .expect("parses");
+        let t = pod.status.terminated.expect("terminated");
+        assert_eq!((t.exit_code, t.reason.as_deref()), (137, Some("OOMKilled")));
+        assert_eq!(t.message.as_deref(), Some("tail"));
+        assert!(t.finished_at.is_some());
+        assert_eq!(pod.status.reason.as_deref(), Some("Evicted"));
+        let running: SlimPod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"},
+            "status": {"phase": "Running", "containerStatuses": [{"name": "stress",
+              "state": {"running": {"startedAt": "2026-12-05T10:00:00Z"}}}]}
+        }))
+        .expect("parses");
+        assert!(running.status.terminated.is_none());
     }
 
     #[test]

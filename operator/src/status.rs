@@ -9,20 +9,25 @@ use stressmix_api::workload::{
 };
 
 use crate::planner::{ObservedPod, Phase, Plan};
+use crate::runs::{self, EndedRun};
 use crate::text::name_list;
 
 /// Pod names a condition message lists before it says how many more there are.
 const SHOWN_IN_CONDITIONS: usize = 5;
 
-/// The status for `spec` (at `generation`) given the pods observed and the plan just made.
+/// The status for `spec` (at `generation`) given the pods observed, the plan just made and the runs
+/// whose pods this reconcile deleted.
 ///
-/// Conditions whose status, reason and message did not change keep their `lastTransitionTime` from
-/// `previous`, so an unchanged world yields a status equal to `previous` and no write.
+/// Run counters carry over from `previous` (the status is where they survive restarts) with `ended`
+/// folded in. Conditions whose status, reason and message did not change keep their
+/// `lastTransitionTime` from `previous`, so an unchanged world yields a status equal to `previous`
+/// and no write.
 pub fn compute(
     spec: &WorkloadSpec,
     generation: Option<i64>,
     pods: &[ObservedPod],
     plan: &Plan,
+    ended: &[&EndedRun],
     previous: Option<&WorkloadStatus>,
     now: Time,
 ) -> WorkloadStatus {
@@ -31,10 +36,18 @@ pub fn compute(
     let mut ready_total = 0;
     for kind in StressKind::ALL {
         let desired = spec.desired_replicas(kind);
+        let before = previous.and_then(|p| p.kinds.get(kind.as_str()));
         let mut counts = KindStatus {
             desired,
+            completed_runs: before.map_or(0, |b| b.completed_runs),
+            failed_runs: before.map(|b| b.failed_runs.clone()).unwrap_or_default(),
+            last_failure: before.and_then(|b| b.last_failure.clone()),
+            last_completion_time: before.and_then(|b| b.last_completion_time.clone()),
+            delivered: before.and_then(|b| b.delivered.clone()),
             ..KindStatus::default()
         };
+        let of_kind: Vec<&EndedRun> = ended.iter().copied().filter(|r| r.kind == kind).collect();
+        runs::fold(&mut counts, spec, kind, &of_kind);
         for pod in pods
             .iter()
             .filter(|p| p.kind == Some(kind) && p.deleting.is_none())
@@ -50,7 +63,8 @@ pub fn compute(
             }
         }
         let present = counts.running + counts.pending + counts.failed > 0;
-        if spec.entry(kind).is_some() || present {
+        let ran = counts.completed_runs > 0 || !counts.failed_runs.is_empty();
+        if spec.entry(kind).is_some() || present || ran {
             desired_total += desired;
             ready_total += counts.ready;
             kinds.insert(kind.as_str().to_owned(), counts);
@@ -119,6 +133,14 @@ pub fn compute(
     };
 
     let failed: i32 = kinds.values().map(|k| k.failed).sum();
+    let oom_killed: Vec<String> = kinds
+        .iter()
+        .filter(|(_, k)| runs::last_run_oom_killed(k))
+        .map(|(name, k)| {
+            let pod = k.last_failure.as_ref().map_or("", |f| f.pod.as_str());
+            format!("{name} ({pod})")
+        })
+        .collect();
     let degraded = if !plan.stuck.is_empty() {
         (
             "True",
@@ -128,21 +150,30 @@ pub fn compute(
                 name_list(&plan.stuck, SHOWN_IN_CONDITIONS)
             ),
         )
-    } else if !plan.backing_off.is_empty() || failed > 0 {
-        let mut message = String::new();
+    } else if !plan.backing_off.is_empty() || failed > 0 || !oom_killed.is_empty() {
+        let mut parts = Vec::new();
+        // The OOM killer is the cause the user can act on (the memory limit): it names the reason.
+        if !oom_killed.is_empty() {
+            parts.push(format!(
+                "the latest run was killed by the OOM killer (memory limit too low for the load): {}",
+                name_list(&oom_killed, SHOWN_IN_CONDITIONS)
+            ));
+        }
         if failed > 0 {
-            message.push_str(&format!("{failed} pods failed"));
+            parts.push(format!("{failed} pods failed"));
         }
         if !plan.backing_off.is_empty() {
-            if !message.is_empty() {
-                message.push_str("; ");
-            }
-            message.push_str(&format!(
+            parts.push(format!(
                 "slots backing off after failures: {}",
                 name_list(&plan.backing_off, SHOWN_IN_CONDITIONS)
             ));
         }
-        ("True", "PodsFailing", message)
+        let reason = if oom_killed.is_empty() {
+            "PodsFailing"
+        } else {
+            "RunsOOMKilled"
+        };
+        ("True", reason, parts.join("; "))
     } else {
         (
             "False",
@@ -179,6 +210,8 @@ pub fn compute(
         observed_generation: generation,
         desired: desired_total,
         ready: ready_total,
+        completed_runs: kinds.values().map(|k| k.completed_runs).sum(),
+        failed_runs: kinds.values().flat_map(|k| k.failed_runs.values()).sum(),
         kinds,
         conditions,
     }
@@ -238,7 +271,15 @@ mod tests {
     #[test]
     fn all_ready_is_ready_and_stable_and_recomputing_changes_nothing() {
         let pods = [pod(0, true), pod(1, true)];
-        let first = compute(&spec(2), Some(4), &pods, &Plan::default(), None, time(10));
+        let first = compute(
+            &spec(2),
+            Some(4),
+            &pods,
+            &Plan::default(),
+            &[],
+            None,
+            time(10),
+        );
         assert_eq!((first.desired, first.ready), (2, 2));
         assert_eq!(first.observed_generation, Some(4));
         assert_eq!(
@@ -248,7 +289,8 @@ mod tests {
                 ready: 2,
                 running: 2,
                 pending: 0,
-                failed: 0
+                failed: 0,
+                ..KindStatus::default()
             }
         );
         assert_eq!(condition(&first, "Ready").status, "True");
@@ -259,6 +301,7 @@ mod tests {
             Some(4),
             &pods,
             &Plan::default(),
+            &[],
             Some(&first),
             time(99),
         );
@@ -278,7 +321,15 @@ mod tests {
             }],
             ..Plan::default()
         };
-        let s = compute(&spec(2), Some(1), &[pod(0, false)], &plan, None, time(1));
+        let s = compute(
+            &spec(2),
+            Some(1),
+            &[pod(0, false)],
+            &plan,
+            &[],
+            None,
+            time(1),
+        );
         assert_eq!(condition(&s, "Ready").reason, "PodsNotReady");
         assert_eq!(condition(&s, "Ready").message, "cpu 0/2 ready");
         assert_eq!(condition(&s, "Progressing").message, "creating 1");
@@ -291,7 +342,7 @@ mod tests {
             stuck: vec!["lab-cpu-0".into()],
             ..Plan::default()
         };
-        let s = compute(&spec(1), None, &[], &plan, None, time(1));
+        let s = compute(&spec(1), None, &[], &plan, &[], None, time(1));
         assert_eq!(condition(&s, "Degraded").reason, "PodStuckTerminating");
         assert!(condition(&s, "Degraded").message.contains("lab-cpu-0"));
 
@@ -309,7 +360,7 @@ mod tests {
             requeue_after: Some(Duration::from_secs(5)),
             ..Plan::default()
         };
-        let s = compute(&spec(1), None, &[failed], &plan, None, time(1));
+        let s = compute(&spec(1), None, &[failed], &plan, &[], None, time(1));
         assert_eq!(condition(&s, "Degraded").reason, "PodsFailing");
         assert_eq!(s.kinds["cpu"].failed, 1);
         assert_eq!(condition(&s, "Progressing").message, "deleting 1 failed");
@@ -319,10 +370,18 @@ mod tests {
     fn suspended_reports_zero_desired_and_says_so() {
         let mut sp = spec(3);
         sp.suspend = true;
-        let s = compute(&sp, None, &[], &Plan::default(), None, time(1));
+        let s = compute(&sp, None, &[], &Plan::default(), &[], None, time(1));
         assert_eq!(s.desired, 0);
         assert_eq!(condition(&s, "Ready").reason, "Suspended");
-        let s = compute(&sp, None, &[pod(0, true)], &Plan::default(), None, time(1));
+        let s = compute(
+            &sp,
+            None,
+            &[pod(0, true)],
+            &Plan::default(),
+            &[],
+            None,
+            time(1),
+        );
         assert_eq!(condition(&s, "Ready").reason, "Suspending");
     }
 
@@ -333,6 +392,7 @@ mod tests {
             None,
             &[pod(0, true)],
             &Plan::default(),
+            &[],
             None,
             time(10),
         );
@@ -341,10 +401,85 @@ mod tests {
             None,
             &[],
             &Plan::default(),
+            &[],
             Some(&first),
             time(20),
         );
         assert_eq!(condition(&later, "Ready").last_transition_time, time(20));
         assert_eq!(condition(&later, "Degraded").last_transition_time, time(10));
+    }
+
+    #[test]
+    fn runs_carry_over_fold_in_and_an_oom_kill_degrades() {
+        use crate::runs::EndedRun;
+        let oom = EndedRun {
+            pod: "lab-cpu-0".into(),
+            kind: StressKind::Cpu,
+            succeeded: false,
+            reason: "OOMKilled".into(),
+            exit_code: Some(137),
+            message: String::new(),
+            time: Some(time(5)),
+            summary: None,
+        };
+        let done = EndedRun {
+            pod: "lab-cpu-1".into(),
+            succeeded: true,
+            reason: "Completed".into(),
+            exit_code: Some(0),
+            time: Some(time(6)),
+            ..oom.clone()
+        };
+        let pods = [pod(0, true)];
+        let first = compute(
+            &spec(1),
+            None,
+            &pods,
+            &Plan::default(),
+            &[&oom],
+            None,
+            time(7),
+        );
+        assert_eq!((first.completed_runs, first.failed_runs), (0, 1));
+        assert_eq!(condition(&first, "Degraded").reason, "RunsOOMKilled");
+        // Nothing new: the counters stay and the status is the same (no write).
+        let again = compute(
+            &spec(1),
+            None,
+            &pods,
+            &Plan::default(),
+            &[],
+            Some(&first),
+            time(8),
+        );
+        assert_eq!(again, first);
+        // A completion after the kill ends the episode and adds up.
+        let later = compute(
+            &spec(1),
+            None,
+            &pods,
+            &Plan::default(),
+            &[&done],
+            Some(&first),
+            time(9),
+        );
+        assert_eq!((later.completed_runs, later.failed_runs), (1, 1));
+        assert_eq!(later.kinds["cpu"].failed_runs["OOMKilled"], 1);
+        assert_eq!(condition(&later, "Degraded").status, "False");
+        // A kind dropped from the spec keeps its run history.
+        let none = WorkloadSpec {
+            mix: Vec::new(),
+            ..spec(0)
+        };
+        let dropped = compute(
+            &none,
+            None,
+            &[],
+            &Plan::default(),
+            &[],
+            Some(&later),
+            time(10),
+        );
+        assert_eq!(dropped.completed_runs, 1);
     }
 }

@@ -246,9 +246,13 @@ async fn a_failed_delete_precondition_is_nothing_to_delete() {
         ],
         ..Plan::default()
     };
-    execute_deletes(&ctx, &workload(), &plan, &[])
-        .await
-        .expect("no error");
+    let deleted = execute_deletes(&ctx, &workload(), &plan, &[]).await;
+    deleted.result.expect("no error");
+    assert_eq!(
+        deleted.pods,
+        ["lab-cpu-9"],
+        "only the delete the server accepted counts"
+    );
 
     let deletes: Vec<(String, Value)> = calls
         .lock()
@@ -410,4 +414,133 @@ async fn a_refused_status_write_is_a_labelled_reconcile_error() {
         .filter(|c| c.is("POST", "/pods"))
         .count();
     assert_eq!(posted, 3);
+}
+
+/// A pod of the Workload as the watch delivers it, finished with `phase` and `terminated`.
+fn finished_pod(
+    name: &str,
+    kind: &str,
+    phase: &str,
+    terminated: Value,
+) -> stressmix_operator::slim::SlimPod {
+    serde_json::from_value(json!({
+        "metadata": {
+            "name": name, "namespace": NS, "uid": format!("{name}-uid"),
+            "creationTimestamp": "2026-12-05T10:00:00Z",
+            "labels": {"stressmix.dev/workload": "lab", "stressmix.dev/kind": kind},
+            "ownerReferences": [{"apiVersion": "stressmix.dev/v1alpha1", "kind": "Workload",
+              "name": "lab", "uid": "0d1c5c3e-8f2a-4b6e-9a7d-1234567890ab", "controller": true}]
+        },
+        "spec": {"nodeName": "n1"},
+        "status": {"phase": phase, "containerStatuses": [{"name": "stress",
+          "state": {"terminated": terminated}}]}
+    }))
+    .expect("pod")
+}
+
+#[tokio::test]
+async fn finished_runs_are_counted_once_from_their_termination_state() {
+    let summary = json!({"kind": "cpu", "workers": 1, "duration_seconds": 30.0,
+        "stopped_by_signal": false, "cpu_seconds": 2.94, "resident_bytes": 1, "max_resident_bytes": 1,
+        "held_bytes": 0, "bytes_written": 0, "bytes_read": 0, "write_syscalls": 0,
+        "read_syscalls": 0, "sync_syscalls": 0, "operations": 0});
+    let pods = [
+        finished_pod(
+            "lab-cpu-0",
+            "cpu",
+            "Succeeded",
+            json!({"exitCode": 0, "reason": "Completed",
+            "message": summary.to_string(), "finishedAt": "2026-12-05T10:00:30Z"}),
+        ),
+        finished_pod(
+            "lab-memory-0",
+            "memory",
+            "Failed",
+            json!({"exitCode": 137, "reason": "OOMKilled",
+            "finishedAt": "2026-12-05T10:00:31Z"}),
+        ),
+    ];
+    let gone = Arc::new(Mutex::new(false));
+    let second_round = gone.clone();
+    let (client, calls) = mock_api(move |call| {
+        // In the second round the pods are gone already: their deletes are 404s.
+        if call.method == "DELETE" && *second_round.lock().expect("flag") {
+            status(404, "NotFound")
+        } else {
+            ok(call)
+        }
+    });
+    let ctx = {
+        let (store, mut writer) = reflector::store();
+        for pod in &pods {
+            writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(pod.clone()));
+        }
+        let mut ctx = Arc::into_inner(context(client).await).expect("sole owner");
+        ctx.pods = store;
+        // The writer must outlive the reconciles: the store reads through it.
+        std::mem::forget(writer);
+        Arc::new(ctx)
+    };
+
+    reconcile(Arc::new(workload()), ctx.clone())
+        .await
+        .expect("reconciles");
+    let written = {
+        let calls = calls.lock().expect("calls");
+        let patch = calls
+            .iter()
+            .rev()
+            .find(|c| c.is("PATCH", "/workloads/lab/status"))
+            .expect("status written");
+        patch.body["status"].clone()
+    };
+    assert_eq!(written["completedRuns"], 1, "{written}");
+    assert_eq!(written["failedRuns"], 1, "{written}");
+    assert_eq!(
+        written["kinds"]["memory"]["failedRuns"]["OOMKilled"], 1,
+        "{written}"
+    );
+    assert_eq!(
+        written["kinds"]["memory"]["lastFailure"]["pod"],
+        "lab-memory-0"
+    );
+    assert_eq!(written["kinds"]["memory"]["lastFailure"]["exitCode"], 137);
+    let delivered = &written["kinds"]["cpu"]["delivered"];
+    assert_eq!(delivered["unit"], "cores", "{written}");
+    assert!(
+        (delivered["value"].as_f64().unwrap_or_default() - 0.098).abs() < 1e-9,
+        "{delivered}"
+    );
+    let degraded = written["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Degraded"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(degraded["reason"], "RunsOOMKilled", "{written}");
+    let reasons: Vec<String> = events(&calls).into_iter().map(|(r, _)| r).collect();
+    assert!(reasons.contains(&"OOMKilled".to_owned()), "{reasons:?}");
+
+    // The cache still shows both pods; the status the API holds now carries the counts. Deleting
+    // them again finds them gone: nothing is counted twice.
+    *gone.lock().expect("flag") = true;
+    let mut with_status = workload();
+    with_status.status = Some(serde_json::from_value(written.clone()).expect("status"));
+    calls.lock().expect("calls").clear();
+    reconcile(Arc::new(with_status), ctx.clone())
+        .await
+        .expect("reconciles");
+    let calls = calls.lock().expect("calls");
+    let rewritten = calls
+        .iter()
+        .find(|c| c.is("PATCH", "/workloads/lab/status"))
+        .map(|c| c.body["status"].clone());
+    if let Some(status) = rewritten {
+        assert_eq!(
+            (
+                status["completedRuns"].clone(),
+                status["failedRuns"].clone()
+            ),
+            (json!(1), json!(1))
+        );
+    }
 }
