@@ -559,3 +559,121 @@ async fn garbage_collector_removes_pods_of_a_deleted_workload() {
     )
     .await;
 }
+
+/// Runs: each finished pod's run is counted from its container's terminated state (per reason for
+/// failures), `lastFailure` and `delivered` are set, an OOM kill raises an event and `Degraded`,
+/// the counters survive an operator restart (they live in status), and an unchanged world writes
+/// no status.
+#[tokio::test]
+async fn counts_runs_by_reason_and_keeps_them_across_a_restart() {
+    let env = TestEnv::new("runs").await;
+    let mut op = env.start_operator("a");
+    env.create_workload("runs", spec_with(&[("cpu", 2), ("memory", 1)]))
+        .await;
+    wait_live_counts(&env, "runs", &[("cpu", 2), ("memory", 1)], CONVERGE).await;
+
+    // 3 s of a 100m CPU limit: 0.3 CPU seconds over a 3 s run.
+    let summary = json!({"kind": "cpu", "workers": 1, "duration_seconds": 3.0,
+        "stopped_by_signal": false, "cpu_seconds": 0.3, "resident_bytes": 1, "max_resident_bytes": 1,
+        "held_bytes": 0, "bytes_written": 0, "bytes_read": 0, "write_syscalls": 0,
+        "read_syscalls": 0, "sync_syscalls": 0, "operations": 0});
+    env.finish_pod_with(
+        "runs-cpu-0",
+        "Succeeded",
+        0,
+        "Completed",
+        &summary.to_string(),
+    )
+    .await;
+    env.finish_pod_with(
+        "runs-cpu-1",
+        "Failed",
+        1,
+        "Error",
+        "error: stressmix-stress cpu: boom",
+    )
+    .await;
+    env.finish_pod_with("runs-memory-0", "Failed", 137, "OOMKilled", "")
+        .await;
+
+    let counted = |wl: &kube::api::DynamicObject| {
+        let s = &wl.data["status"];
+        (s["completedRuns"].as_i64(), s["failedRuns"].as_i64())
+    };
+    let wl = wait_until("three runs counted", CONVERGE, || async {
+        let wl = env.get_workload("runs").await;
+        (counted(&wl) == (Some(1), Some(2))).then_some(wl)
+    })
+    .await;
+    let kinds = &wl.data["status"]["kinds"];
+    assert_eq!(kinds["cpu"]["completedRuns"], 1, "{kinds}");
+    assert_eq!(kinds["cpu"]["failedRuns"]["Error"], 1, "{kinds}");
+    assert_eq!(kinds["memory"]["failedRuns"]["OOMKilled"], 1, "{kinds}");
+    assert_eq!(kinds["memory"]["lastFailure"]["pod"], "runs-memory-0");
+    assert_eq!(kinds["memory"]["lastFailure"]["exitCode"], 137);
+    assert_eq!(
+        kinds["cpu"]["lastFailure"]["message"],
+        "error: stressmix-stress cpu: boom"
+    );
+    let delivered = &kinds["cpu"]["delivered"];
+    assert_eq!(delivered["unit"], "cores", "{kinds}");
+    assert!(
+        (delivered["ratio"].as_f64().unwrap_or_default() - 1.0).abs() < 1e-9,
+        "{delivered}"
+    );
+    assert_eq!(
+        condition(&wl, "Degraded").map(|c| c["reason"].clone()),
+        Some(json!("RunsOOMKilled"))
+    );
+    let wl_uid = wl.uid().unwrap_or_default();
+    wait_until("an OOMKilled event on the Workload", CONVERGE, || async {
+        let events = env.events().list(&ListParams::default()).await.ok()?.items;
+        events
+            .iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("OOMKilled")
+                    && e.involved_object.uid.as_deref() == Some(wl_uid.as_str())
+                    && e.message
+                        .as_deref()
+                        .is_some_and(|m| m.contains("runs-memory-0"))
+            })
+            .then_some(())
+    })
+    .await;
+    wait_live_counts(&env, "runs", &[("cpu", 2), ("memory", 1)], CONVERGE).await;
+
+    // A new operator process starts from the status: nothing counted twice, nothing lost.
+    let status = op.terminate(Duration::from_secs(10));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    let _op = env.start_operator("b");
+    env.finish_pod_with(
+        "runs-cpu-0-b",
+        "Succeeded",
+        0,
+        "Completed",
+        &summary.to_string(),
+    )
+    .await;
+    let wl = wait_until("the run after the restart counted", CONVERGE, || async {
+        let wl = env.get_workload("runs").await;
+        (counted(&wl) == (Some(2), Some(2))).then_some(wl)
+    })
+    .await;
+    assert_eq!(
+        wl.data["status"]["kinds"]["memory"]["failedRuns"]["OOMKilled"],
+        1
+    );
+
+    // Settled: no status write while nothing changes.
+    wait_live_counts(&env, "runs", &[("cpu", 2), ("memory", 1)], CONVERGE).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = env.get_workload("runs").await.resource_version();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = env.get_workload("runs").await;
+    assert_eq!(
+        after.resource_version(),
+        before,
+        "a status write with nothing changed"
+    );
+    assert_eq!(counted(&after), (Some(2), Some(2)));
+}

@@ -197,12 +197,25 @@ impl TestEnv {
 
     /// Sets a pod's phase through the status subresource, as a kubelet does when a container exits.
     pub async fn finish_pod(&self, name: &str, phase: &str) {
-        let exit_code = if phase == "Succeeded" { 0 } else { 1 };
-        let reason = if phase == "Succeeded" {
-            "Completed"
+        let (exit_code, reason) = if phase == "Succeeded" {
+            (0, "Completed")
         } else {
-            "Error"
+            (1, "Error")
         };
+        self.finish_pod_with(name, phase, exit_code, reason, "")
+            .await;
+    }
+
+    /// Ends a pod's container with `exit_code`, `reason` and termination `message`, and sets the
+    /// pod's phase, as a kubelet does when the container exits.
+    pub async fn finish_pod_with(
+        &self,
+        name: &str,
+        phase: &str,
+        exit_code: i32,
+        reason: &str,
+        message: &str,
+    ) {
         let pod = self.pods().get(name).await.expect("get pod to finish");
         let container = pod.spec.as_ref().expect("pod spec").containers[0]
             .name
@@ -214,7 +227,7 @@ impl TestEnv {
             "containerStatuses": [{
                 "name": container, "image": "x", "imageID": "", "ready": false, "restartCount": 0,
                 "state": { "terminated": { "exitCode": exit_code, "reason": reason,
-                  "startedAt": now, "finishedAt": now } }
+                  "message": message, "startedAt": now, "finishedAt": now } }
             }]
         }});
         self.pods()
