@@ -239,16 +239,42 @@ def check_pods():
                     if term.get("exitCode") != 0:
                         raise Fatal(f"{name} ({uid}) exited {term.get('exitCode')} "
                                          f"({term.get('reason')}): {term.get('message', '')}")
-                    exited.setdefault(uid, (name, term.get("reason"), term.get("startedAt"), term.get("finishedAt")))
+                    exited.setdefault(uid, (name, term.get("reason"), term.get("startedAt"), term.get("finishedAt"),
+                                            term.get("message", "")))
             old = first.get(slot(name))
             if old and uid != old and p["status"].get("phase") == "Running" and old in exited:
                 return name, old, uid
         fail(f"no replaced pod yet (exits seen: {len(exited)})")
 
     name, old, new = wait(f"a pod exiting 0 after {duration} s and being replaced", duration + 150, replaced, every=1)
-    oldname, reason, started, finished = exited[old]
+    oldname, reason, started, finished, message = exited[old]
     ok(f"pod {oldname} ({old}) exited 0 ({reason}, {started} -> {finished}); its slot {slot(name)} runs "
        f"a new pod {name} ({new})")
+    # The run's summary is its termination message (--summary-file /dev/termination-log).
+    try:
+        summary = json.loads(message)
+    except ValueError:
+        fail(f"pod {oldname}: termination message is not the run's summary: {message[:200]!r}")
+    if summary.get("kind") != slot(oldname).rsplit("-", 2)[-2]:
+        fail(f"pod {oldname}: termination message of another kind: {summary}")
+    ok(f"pod {oldname}: termination message is its run's summary ({summary['kind']}, "
+       f"{summary['duration_seconds']:.1f} s, {summary['cpu_seconds']:.2f} CPU s)")
+
+    # The operator folded each finished run into status: counted, none failed, and the cpu runs
+    # delivered their limit (issue 13: within 10 %).
+    def delivered():
+        st = workload().get("status", {})
+        d = st.get("kinds", {}).get("cpu", {}).get("delivered")
+        if not d or st.get("completedRuns", 0) < 2:
+            fail(f"status counts {st.get('completedRuns', 0)} completed runs, cpu delivered {d}")
+        return st, d
+    st, d = wait("the Workload's status counting runs and what the cpu runs delivered", 150, delivered, every=2)
+    if st.get("failedRuns", 0):
+        fail(f"status counts failed runs: {json.dumps(st.get('kinds'))}")
+    if d.get("ratio") is None or abs(d["ratio"] - 1) > 0.10:
+        fail(f"cpu runs delivered {d}, want within 10 % of the CPU limit")
+    ok(f"status: {st['completedRuns']} runs completed, 0 failed; cpu delivered {d['value']:.4f} cores of "
+       f"{d['requested']} (ratio {d['ratio']:.3f} over {d['runs']} runs)")
 
 
 # ---------------------------------------------------------------- 2. the module, from the chart
