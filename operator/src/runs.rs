@@ -163,10 +163,18 @@ fn sample(kind: StressKind, spec: &WorkloadSpec, summary: &RunSummary) -> Option
                 .and_then(|e| e.bytes.as_ref())
                 .and_then(|q| parse_whole(&q.0).ok())
                 .map(|b| b as f64);
-            (summary.held_bytes as f64, "bytes", bytes)
+            (summary.consumed.held_bytes as f64, "bytes", bytes)
         }
-        StressKind::Io => (per_second(summary.operations as f64)?, "ops/s", None),
-        StressKind::Disk => (per_second(summary.bytes_written as f64)?, "bytes/s", None),
+        StressKind::Io => (
+            per_second(summary.consumed.operations as f64)?,
+            "ops/s",
+            None,
+        ),
+        StressKind::Disk => (
+            per_second(summary.consumed.bytes_written as f64)?,
+            "bytes/s",
+            None,
+        ),
     };
     Some(Sample {
         value,
@@ -200,6 +208,7 @@ fn blend(delivered: &mut Option<Delivered>, sample: Sample) {
 mod tests {
     use super::*;
     use k8s_openapi::jiff::Timestamp;
+    use stressmix_api::run_summary::Consumed;
 
     fn spec() -> WorkloadSpec {
         serde_json::from_value(serde_json::json!({
@@ -222,13 +231,10 @@ mod tests {
             cpu_seconds,
             resident_bytes: held_bytes,
             max_resident_bytes: held_bytes,
-            held_bytes,
-            bytes_written: 0,
-            bytes_read: 0,
-            write_syscalls: 0,
-            read_syscalls: 0,
-            sync_syscalls: 0,
-            operations: 0,
+            consumed: Consumed {
+                held_bytes,
+                ..Consumed::default()
+            },
         }
     }
 

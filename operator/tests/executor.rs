@@ -157,6 +157,16 @@ fn desired() -> Vec<KindDesire> {
     }]
 }
 
+/// Requests of `method` to a path ending in `path_end`.
+fn count(calls: &Calls, method: &str, path_end: &str) -> usize {
+    calls
+        .lock()
+        .expect("calls")
+        .iter()
+        .filter(|c| c.is(method, path_end))
+        .count()
+}
+
 fn pod_name(call: &Call) -> String {
     call.body["metadata"]["name"]
         .as_str()
@@ -304,12 +314,7 @@ async fn a_500_mid_batch_fails_the_reconcile_after_every_call_ran() {
         "{err}"
     );
     assert_eq!(err.metric_label(), "create_pod");
-    let posted = calls
-        .lock()
-        .expect("calls")
-        .iter()
-        .filter(|c| c.is("POST", "/pods"))
-        .count();
+    let posted = count(&calls, "POST", "/pods");
     assert_eq!(posted, 3, "the other creates still ran");
     let pending: Vec<String> = ctx
         .in_flight
@@ -407,12 +412,7 @@ async fn a_refused_status_write_is_a_labelled_reconcile_error() {
     );
     assert_eq!(err.metric_label(), "write_status");
     // The pods were still created before the status write failed.
-    let posted = calls
-        .lock()
-        .expect("calls")
-        .iter()
-        .filter(|c| c.is("POST", "/pods"))
-        .count();
+    let posted = count(&calls, "POST", "/pods");
     assert_eq!(posted, 3);
 }
 

@@ -49,12 +49,6 @@ pub fn run(command: &Command) -> Result<Summary, Error> {
         cpu_seconds,
         resident_bytes,
         max_resident_bytes,
-        held_bytes: consumed.held_bytes,
-        bytes_written: consumed.bytes_written,
-        bytes_read: consumed.bytes_read,
-        write_syscalls: consumed.write_syscalls,
-        read_syscalls: consumed.read_syscalls,
-        sync_syscalls: consumed.sync_syscalls,
-        operations: consumed.operations,
+        consumed,
     })
 }

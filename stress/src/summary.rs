@@ -4,46 +4,9 @@ use std::io;
 
 use crate::Error;
 
-/// What a stressor counted itself; the process-wide figures are added by [`Summary`].
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Consumed {
-    /// Bytes allocated and touched (memory).
-    pub held_bytes: u64,
-    pub bytes_written: u64,
-    pub bytes_read: u64,
-    /// write(2)/pwrite(2) calls issued by the stressor.
-    pub write_syscalls: u64,
-    /// read(2)/pread(2) calls issued by the stressor.
-    pub read_syscalls: u64,
-    /// fsync(2)/fdatasync(2) calls issued by the stressor.
-    pub sync_syscalls: u64,
-    /// Units of work completed: io = synced 4 KiB writes, disk = write/verify/delete rounds of a file.
-    pub operations: u64,
-}
-
-impl std::ops::Add for Consumed {
-    type Output = Consumed;
-    fn add(self, o: Consumed) -> Consumed {
-        Consumed {
-            held_bytes: self.held_bytes + o.held_bytes,
-            bytes_written: self.bytes_written + o.bytes_written,
-            bytes_read: self.bytes_read + o.bytes_read,
-            write_syscalls: self.write_syscalls + o.write_syscalls,
-            read_syscalls: self.read_syscalls + o.read_syscalls,
-            sync_syscalls: self.sync_syscalls + o.sync_syscalls,
-            operations: self.operations + o.operations,
-        }
-    }
-}
-
-impl std::iter::Sum for Consumed {
-    fn sum<I: Iterator<Item = Consumed>>(iter: I) -> Consumed {
-        iter.fold(Consumed::default(), |a, b| a + b)
-    }
-}
-
-/// The run's summary: the contract with the operator, which reads it back as the termination message.
-pub use stressmix_api::run_summary::RunSummary as Summary;
+/// The run's summary and what a stressor counted itself: the contract with the operator, which reads
+/// the summary back as the termination message.
+pub use stressmix_api::run_summary::{Consumed, RunSummary as Summary};
 
 /// CPU seconds (user + system) and peak RSS bytes of this process so far.
 pub fn process_usage() -> Result<(f64, u64), Error> {
