@@ -28,7 +28,7 @@ use crate::reconcile::{Context, error_policy, reconcile};
 use crate::slim::{SlimPod, prune};
 
 /// Workloads reconciled at the same time per controller (so at most 4 × 32 API calls in flight).
-const RECONCILE_CONCURRENCY: u16 = 4;
+pub const RECONCILE_CONCURRENCY: u16 = 4;
 
 /// Errors that stop the operator.
 #[derive(Debug, Error)]

@@ -3,7 +3,8 @@
 //! Side by side in one run, on the same API server, scheduler and kwok node:
 //! 1. time from creating 1,000 stressmix pods / a 1,000-replica ReplicaSet to 1,000 pods Running. A
 //!    Workload holds at most 100 pods per kind (300 in all), so the stressmix side is 10 Workloads of
-//!    100 cpu pods, all created at once;
+//!    100 cpu pods, all created at once. Beside them the floor: the same 1,000 pods created by a plain
+//!    client with the operator's parallelism and no controller, the best any controller can do here;
 //! 2. reaction latency, pod deleted -> replacement created (seen on a watch), stressmix vs the
 //!    built-in ReplicaSet controller, at 100 and 1,000 pods (median, p99);
 //! 3. the operator's resident memory (VmRSS) while it manages 1,000 and 10,000 pods (100 Workloads
@@ -27,6 +28,8 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::watcher;
 use serde_json::json;
 use stressmix_api::workload::{StressKind, Workload};
+use stressmix_operator::app::RECONCILE_CONCURRENCY;
+use stressmix_operator::executor::API_CONCURRENCY;
 use stressmix_operator::podspec::build_pod;
 use tokio::sync::mpsc;
 
@@ -61,6 +64,36 @@ async fn main() {
         t_wl.as_secs_f64(),
         t_rs.as_secs_f64()
     );
+    // The floor, then its pods go so the phases below see the same node as before.
+    let floor = TestEnv::new("bench-floor").await;
+    let in_flight = usize::from(RECONCILE_CONCURRENCY) * API_CONCURRENCY;
+    let t_floor = time_to_running(&floor, "app=floor", 1000, || {
+        create_pods(&floor, "floor", 1000, in_flight)
+    })
+    .await;
+    println!(
+        "| apply -> 1,000 pods Running: the floor (a plain client, the same pods, {in_flight} creates in flight, no controller) | {:.1} s | - |",
+        t_floor.as_secs_f64()
+    );
+    println!(
+        "| apply -> 1,000 Running against the floor | {:.2}x | {:.2}x |",
+        t_wl.as_secs_f64() / t_floor.as_secs_f64(),
+        t_rs.as_secs_f64() / t_floor.as_secs_f64()
+    );
+    floor
+        .pods()
+        .delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await
+        .ok();
+    wait_until(
+        "the floor's pods removed",
+        Duration::from_secs(300),
+        || async {
+            let left = floor.pods().list(&ListParams::default()).await.ok()?.items;
+            left.is_empty().then_some(())
+        },
+    )
+    .await;
     op.assert_running();
     let rss_1000 = rss_kib(op.pid());
 
@@ -161,9 +194,10 @@ async fn main() {
     // remove their pods (awaited, so a following run starts from an empty node). Only this run's
     // namespaces are awaited: other users of the control plane may have pods of their own.
     let namespaces: Api<Namespace> = Api::all(stress.client.clone());
-    let ours = [stress.ns.clone(), rs.ns.clone()];
+    let ours = [stress.ns.clone(), rs.ns.clone(), floor.ns.clone()];
     drop(stress);
     drop(rs);
+    drop(floor);
     wait_until(
         "benchmark namespaces removed",
         Duration::from_secs(1800),
@@ -244,6 +278,35 @@ fn operator_pod_spec() -> serde_json::Value {
     let mut spec = serde_json::to_value(pod.spec).expect("pod spec");
     spec["restartPolicy"] = json!("Always");
     spec
+}
+
+/// Creates `n` pods of the operator's spec labelled `app=<name>` with a plain client, `in_flight`
+/// requests at a time.
+async fn create_pods(env: &TestEnv, name: &str, n: usize, in_flight: usize) {
+    let mut spec = operator_pod_spec();
+    spec["restartPolicy"] = json!("Never");
+    let api = env.pods();
+    let pods: Vec<Pod> = (0..n)
+        .map(|i| {
+            serde_json::from_value(json!({
+                "metadata": { "name": format!("{name}-cpu-{i}"), "labels": { "app": name } },
+                "spec": spec,
+            }))
+            .expect("pod object")
+        })
+        .collect();
+    futures::stream::iter(pods)
+        .map(|pod| {
+            let api = api.clone();
+            async move {
+                api.create(&PostParams::default(), &pod)
+                    .await
+                    .expect("create pod");
+            }
+        })
+        .buffer_unordered(in_flight)
+        .collect::<Vec<()>>()
+        .await;
 }
 
 async fn create_replicaset(env: &TestEnv, name: &str, replicas: usize) {
