@@ -26,6 +26,7 @@ use crate::metrics::{self, Health, Metrics};
 use crate::ready::ReadyGate;
 use crate::reconcile::{Context, error_policy, reconcile};
 use crate::slim::{SlimPod, prune};
+use crate::written::WrittenStatuses;
 
 /// Workloads reconciled at the same time per controller (so at most 4 × 32 API calls in flight).
 pub const RECONCILE_CONCURRENCY: u16 = 4;
@@ -217,6 +218,7 @@ async fn run_controllers(
             recorder: recorder.clone(),
             default_image: cli.default_image.clone(),
             backoff: backoff.clone(),
+            written: WrittenStatuses::default(),
         });
         let (workload_store, workload_writer) = reflector::store();
         let records = ctx.clone();

@@ -23,3 +23,4 @@ pub mod runs;
 pub mod slim;
 pub mod status;
 pub mod text;
+pub mod written;

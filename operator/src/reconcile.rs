@@ -27,6 +27,7 @@ use crate::ready::ReadyGate;
 use crate::runs::EndedRun;
 use crate::slim::SlimPod;
 use crate::status;
+use crate::written::WrittenStatuses;
 
 /// Field manager of every write the operator makes.
 pub const FIELD_MANAGER: &str = "stressmix-operator";
@@ -51,6 +52,8 @@ pub struct Context {
     pub default_image: String,
     /// Failure backoff per slot (shared by all controllers; records are per Workload).
     pub backoff: Arc<Mutex<SlotBackoff>>,
+    /// The last status written per Workload (the cache may lag behind it).
+    pub written: WrittenStatuses,
 }
 
 impl Context {
@@ -58,6 +61,7 @@ impl Context {
     pub fn forget_workload(&self, namespace: &str, name: &str) {
         self.lock_backoff().forget_workload(namespace, name);
         self.in_flight.forget_workload(namespace, name);
+        self.written.forget_workload(namespace, name);
     }
 
     /// Keeps only the records of Workloads `(namespace, name)` for which `keep` holds: after a
@@ -65,6 +69,7 @@ impl Context {
     pub fn retain_workloads(&self, keep: impl Fn(&str, &str) -> bool) {
         self.lock_backoff().retain_workloads(&keep);
         self.in_flight.retain_workloads(&keep);
+        self.written.retain_workloads(&keep);
     }
 
     fn lock_backoff(&self) -> std::sync::MutexGuard<'_, SlotBackoff> {
@@ -195,6 +200,7 @@ async fn reconcile_workload(wl: &Workload, ctx: &Context) -> Result<Action, Reco
 struct Observation {
     namespace: String,
     name: String,
+    uid: String,
     pods: Vec<ObservedPod>,
     /// The runs of the pods that ended (phase Succeeded or Failed), by pod name.
     ended: HashMap<String, EndedRun>,
@@ -241,6 +247,7 @@ async fn observe(wl: &Workload, ctx: &Context) -> Result<Observation, ReconcileE
     Ok(Observation {
         namespace,
         name,
+        uid,
         pods,
         ended,
         in_flight,
@@ -314,7 +321,9 @@ async fn act<'a>(
     (ended, deleted.result.and(created))
 }
 
-/// Writes the status computed from what was observed, planned and ended, only when it changed.
+/// Writes the status computed from what was observed, planned and ended, only when it changed. The
+/// previous status is the one this process last wrote when it has one: the cached Workload may not
+/// show it yet, and run counters folded into an older one would lose runs.
 async fn update_status(
     ctx: &Context,
     wl: &Workload,
@@ -322,17 +331,24 @@ async fn update_status(
     plan: &Plan,
     ended: &[&EndedRun],
 ) -> Result<(), ReconcileError> {
+    let previous = ctx
+        .written
+        .get(&seen.namespace, &seen.name, &seen.uid)
+        .or_else(|| wl.status.clone());
     let new_status = status::compute(
         &wl.spec,
         wl.meta().generation,
         &seen.pods,
         plan,
         ended,
-        wl.status.as_ref(),
+        previous.as_ref(),
         Time(Timestamp::now()),
     );
-    if wl.status.as_ref() == Some(&new_status) {
+    if previous.as_ref() == Some(&new_status) {
         return Ok(());
     }
-    write_status(ctx, &seen.namespace, &seen.name, &new_status).await
+    write_status(ctx, &seen.namespace, &seen.name, &new_status).await?;
+    ctx.written
+        .record(&seen.namespace, &seen.name, &seen.uid, new_status);
+    Ok(())
 }

@@ -88,6 +88,26 @@ async fn crd_is_served_explained_and_printed() {
         );
     }
 
+    // The runs and what they delivered are documented where users look.
+    let kinds = kubectl_explain("workloads.status.kinds").await;
+    for field in [
+        "completedRuns",
+        "failedRuns",
+        "lastFailure",
+        "lastCompletionTime",
+        "delivered",
+    ] {
+        assert!(
+            kinds.contains(field),
+            "field {field} missing from `kubectl explain workloads.status.kinds`:\n{kinds}"
+        );
+    }
+    let delivered = kubectl_explain("workloads.status.kinds.delivered").await;
+    assert!(
+        delivered.contains("CPU seconds per second of run"),
+        "the doc comment of delivered.value is missing from explain:\n{delivered}"
+    );
+
     env.create_workload("printed", common::spec_with(&[("cpu", 1)]))
         .await;
     let table = kubectl(&["get", "wl", "-n", &env.ns]);
@@ -95,7 +115,9 @@ async fn crd_is_served_explained_and_printed() {
     let columns: Vec<&str> = header.split_whitespace().collect();
     assert_eq!(
         columns,
-        ["NAME", "DESIRED", "READY", "STATUS", "AGE"],
+        [
+            "NAME", "DESIRED", "READY", "RUNS", "FAILED", "STATUS", "AGE"
+        ],
         "kubectl get wl header:\n{table}"
     );
     assert!(
