@@ -9,6 +9,11 @@ SHELL := /bin/bash
 STRESSMIX_CACHE ?= $(HOME)/.cache/stressmix
 export STRESSMIX_CACHE
 export CARGO_TARGET_DIR ?= $(STRESSMIX_CACHE)/cargo-target
+# CI builds each fresh clone at a new path, so incremental state is never reused there; it only fills
+# the cache's disk (14 GB of it here on 2026-12-06, which with a cold cache beside it filled the disk).
+ifdef CI
+export CARGO_INCREMENTAL ?= 0
+endif
 export CARGO_TERM_COLOR ?= never
 
 TEST_TARGETS :=
