@@ -17,7 +17,8 @@ pub struct RunSummary {
     pub duration_seconds: f64,
     /// The run ended on SIGTERM or SIGINT rather than at its duration.
     pub stopped_by_signal: bool,
-    /// User + system CPU seconds of the whole process.
+    /// User + system CPU seconds the process used during the run (the time `duration_seconds`
+    /// covers), so CPU spent before it (runtime setup before exec, program start) is not counted.
     pub cpu_seconds: f64,
     /// VmRSS at the end of the run, before memory is released.
     pub resident_bytes: u64,

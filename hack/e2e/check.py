@@ -239,15 +239,15 @@ def check_pods():
                     if term.get("exitCode") != 0:
                         raise Fatal(f"{name} ({uid}) exited {term.get('exitCode')} "
                                          f"({term.get('reason')}): {term.get('message', '')}")
-                    exited.setdefault(uid, (name, term.get("reason"), term.get("startedAt"), term.get("finishedAt"),
-                                            term.get("message", "")))
+                    exited.setdefault(uid, (name, pod_kind(p), term.get("reason"), term.get("startedAt"),
+                                            term.get("finishedAt"), term.get("message", "")))
             old = first.get(slot(name))
             if old and uid != old and p["status"].get("phase") == "Running" and old in exited:
                 return name, old, uid
         fail(f"no replaced pod yet (exits seen: {len(exited)})")
 
     name, old, new = wait(f"a pod exiting 0 after {duration} s and being replaced", duration + 150, replaced, every=1)
-    oldname, reason, started, finished, message = exited[old]
+    oldname, oldkind, reason, started, finished, message = exited[old]
     ok(f"pod {oldname} ({old}) exited 0 ({reason}, {started} -> {finished}); its slot {slot(name)} runs "
        f"a new pod {name} ({new})")
     # The run's summary is its termination message (--summary-file /dev/termination-log).
@@ -255,14 +255,13 @@ def check_pods():
         summary = json.loads(message)
     except ValueError:
         fail(f"pod {oldname}: termination message is not the run's summary: {message[:200]!r}")
-    if summary.get("kind") != slot(oldname).rsplit("-", 2)[-2]:
+    if summary.get("kind") != oldkind:
         fail(f"pod {oldname}: termination message of another kind: {summary}")
     ok(f"pod {oldname}: termination message is its run's summary ({summary['kind']}, "
        f"{summary['duration_seconds']:.1f} s, {summary['cpu_seconds']:.2f} CPU s)")
 
-    # The operator folded each finished run into status: counted, none failed. What the cpu runs
-    # delivered against their limit is printed, not judged: on this TCG guest the runs' own CPU time
-    # reads 8-11 % above the 100m limit while the agent's cgroup readings give 10 % (issue 13, open).
+    # The operator folded each finished run into status: counted, none failed, and the cpu runs
+    # (load 100 under a 100m limit) delivered their limit: CPU seconds per second of run within 10 %.
     def delivered():
         st = workload().get("status", {})
         d = st.get("kinds", {}).get("cpu", {}).get("delivered")
@@ -274,8 +273,11 @@ def check_pods():
         fail(f"status counts failed runs: {json.dumps(st.get('kinds'))}")
     if d.get("unit") != "cores" or not d.get("requested"):
         fail(f"cpu runs delivered {d}: want cores against the CPU limit")
+    if not 0.9 <= d.get("ratio", 0) <= 1.1:
+        fail(f"cpu runs delivered {d['value']:.4f} cores of {d['requested']} (ratio {d.get('ratio')} over "
+             f"{d['runs']} runs): not within 10 % of the limit")
     ok(f"status: {st['completedRuns']} runs completed, 0 failed; cpu delivered {d['value']:.4f} cores of "
-       f"{d['requested']} (ratio {d['ratio']:.3f} over {d['runs']} runs)")
+       f"{d['requested']} (ratio {d['ratio']:.3f} over {d['runs']} runs, within 10 % of the limit)")
 
 
 # ---------------------------------------------------------------- 2. the module, from the chart

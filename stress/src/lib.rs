@@ -22,6 +22,9 @@ pub use summary::{Consumed, Summary};
 /// Runs the stressor `command` names, stopping at `--duration` (0: never) or on SIGTERM/SIGINT.
 pub fn run(command: &Command) -> Result<Summary, Error> {
     let seconds = command.run_args().duration;
+    // The process may have used CPU before the run: the container runtime's setup runs in this
+    // process before exec, and this program starts up. That is not the run's work.
+    let (cpu_before, _) = summary::process_usage()?;
     let started = Instant::now();
     let stop = Stop::new((seconds > 0).then(|| Duration::from_secs(seconds)));
     stop.on_signals()?;
@@ -40,7 +43,8 @@ pub fn run(command: &Command) -> Result<Summary, Error> {
     let duration_seconds = started.elapsed().as_secs_f64();
     let resident_bytes = summary::resident_bytes()?;
     drop(held);
-    let (cpu_seconds, max_resident_bytes) = summary::process_usage()?;
+    let (cpu_after, max_resident_bytes) = summary::process_usage()?;
+    let cpu_seconds = (cpu_after - cpu_before).max(0.0);
     Ok(Summary {
         kind: command.kind().to_owned(),
         workers: command.workers(),

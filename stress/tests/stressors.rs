@@ -200,6 +200,37 @@ fn cpu_consumes_workers_times_load_times_duration() {
     assert_eq!(u64_field(&summary, "workers"), 2);
 }
 
+/// In a container the runtime's setup runs in the same process before it execs the stressor (runc
+/// init), and that CPU time stays in the process's rusage; the run must not be charged for it.
+#[test]
+fn cpu_used_before_exec_is_not_charged_to_the_run() {
+    let _heavy = heavy();
+    let (load, duration) = (0.10, 1.0);
+    let burn_then_exec = "i=0; while [ $i -lt 600000 ]; do i=$((i+1)); done; exec \"$0\" \"$@\"";
+    let child = Command::new("sh")
+        .args(["-c", burn_then_exec, BIN])
+        .args(["cpu", "--duration", "1", "--load", "10"])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start sh, then stressmix-stress");
+    let finished = finish(child);
+    let summary = finished.assert_success();
+    let run_cpu = f64_field(&summary, "cpu_seconds");
+    assert!(
+        finished.cpu_seconds >= run_cpu + 0.3,
+        "the shell burned too little before exec to tell: process {} s, run {run_cpu} s",
+        finished.cpu_seconds
+    );
+    assert_within_10_percent(
+        "cpu: summary cpu_seconds after a CPU-heavy start",
+        run_cpu,
+        load * duration,
+    );
+}
+
 #[test]
 fn duration_is_honoured() {
     let started = Instant::now();
