@@ -33,6 +33,10 @@ use crate::written::WrittenStatuses;
 pub const FIELD_MANAGER: &str = "stressmix-operator";
 /// A pod still terminating this long after its deletion timestamp is reported as stuck.
 pub const STUCK_AFTER: Duration = Duration::from_secs(30);
+/// Least time between two status writes of one Workload that only move pod counts and conditions:
+/// while pods come up, every pod event would otherwise write one, and those writes cost the API
+/// server more than the pods themselves (docs/benchmarks.md).
+pub const STATUS_WRITE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Shared state of all reconciles of one controller.
 pub struct Context {
@@ -187,12 +191,13 @@ async fn reconcile_workload(wl: &Workload, ctx: &Context) -> Result<Action, Reco
     let seen = observe(wl, ctx).await?;
     let decided = plan(&seen, ctx);
     let (ended, acted) = act(ctx, wl, &seen, &decided).await;
-    update_status(ctx, wl, &seen, &decided.plan, &ended).await?;
+    let held = update_status(ctx, wl, &seen, &decided.plan, &ended).await?;
     acted?;
-    Ok(decided
-        .plan
-        .requeue_after
-        .map_or_else(Action::await_change, Action::requeue))
+    let requeue = match (decided.plan.requeue_after, held) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    Ok(requeue.map_or_else(Action::await_change, Action::requeue))
 }
 
 /// What one reconcile starts from: the Workload's pods in the cache (and how the finished ones'
@@ -324,13 +329,18 @@ async fn act<'a>(
 /// Writes the status computed from what was observed, planned and ended, only when it changed. The
 /// previous status is the one this process last wrote when it has one: the cached Workload may not
 /// show it yet, and run counters folded into an older one would lose runs.
+///
+/// A change of pod counts or conditions alone waits until [`STATUS_WRITE_INTERVAL`] has passed since
+/// the last write; the returned time is when to reconcile again to write it. Ended runs and a new
+/// generation are written at once: the runs' pods are already deleted, so a held status would be
+/// the only record of them.
 async fn update_status(
     ctx: &Context,
     wl: &Workload,
     seen: &Observation,
     plan: &Plan,
     ended: &[&EndedRun],
-) -> Result<(), ReconcileError> {
+) -> Result<Option<Duration>, ReconcileError> {
     let previous = ctx
         .written
         .get(&seen.namespace, &seen.name, &seen.uid)
@@ -345,10 +355,29 @@ async fn update_status(
         Time(Timestamp::now()),
     );
     if previous.as_ref() == Some(&new_status) {
-        return Ok(());
+        return Ok(None);
+    }
+    let new_generation =
+        previous.as_ref().and_then(|p| p.observed_generation) != new_status.observed_generation;
+    if ended.is_empty() && !new_generation {
+        let hold = ctx.written.hold_for(
+            &seen.namespace,
+            &seen.name,
+            &seen.uid,
+            STATUS_WRITE_INTERVAL,
+            Instant::now(),
+        );
+        if hold.is_some() {
+            return Ok(hold);
+        }
     }
     write_status(ctx, &seen.namespace, &seen.name, &new_status).await?;
-    ctx.written
-        .record(&seen.namespace, &seen.name, &seen.uid, new_status);
-    Ok(())
+    ctx.written.record(
+        &seen.namespace,
+        &seen.name,
+        &seen.uid,
+        new_status,
+        Instant::now(),
+    );
+    Ok(None)
 }

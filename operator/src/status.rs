@@ -1,6 +1,6 @@
 //! The Workload status computed from the spec, the observed pods and the plan (pure).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use stressmix_api::workload::{
@@ -31,6 +31,9 @@ pub fn compute(
     previous: Option<&WorkloadStatus>,
     now: Time,
 ) -> WorkloadStatus {
+    // The pods this reconcile deletes no longer run for the Workload (a failed one still counts as
+    // failed: that happened).
+    let deleted_now: HashSet<&str> = plan.deletes.iter().map(|d| d.name.as_str()).collect();
     let mut kinds = BTreeMap::new();
     let mut desired_total = 0;
     let mut ready_total = 0;
@@ -52,13 +55,14 @@ pub fn compute(
             .iter()
             .filter(|p| p.kind == Some(kind) && p.deleting.is_none())
         {
+            let staying = !deleted_now.contains(pod.name.as_str());
             match pod.phase {
-                Phase::Running => counts.running += 1,
-                Phase::Pending => counts.pending += 1,
+                Phase::Running if staying => counts.running += 1,
+                Phase::Pending if staying => counts.pending += 1,
                 Phase::Failed => counts.failed += 1,
-                Phase::Succeeded | Phase::Unknown => {}
+                _ => {}
             }
-            if pod.ready && pod.is_live() {
+            if pod.ready && pod.is_live() && staying {
                 counts.ready += 1;
             }
         }
@@ -364,6 +368,34 @@ mod tests {
         assert_eq!(condition(&s, "Degraded").reason, "PodsFailing");
         assert_eq!(s.kinds["cpu"].failed, 1);
         assert_eq!(condition(&s, "Progressing").message, "deleting 1 failed");
+    }
+
+    #[test]
+    fn pods_this_reconcile_deletes_are_not_counted_running_or_ready() {
+        let mut sp = spec(2);
+        sp.suspend = true;
+        let delete = |slot: u32| Delete {
+            name: format!("lab-cpu-{slot}"),
+            uid: format!("u{slot}"),
+            kind: Some(StressKind::Cpu),
+            slot: Some(slot),
+            reason: DeleteReason::Surplus,
+        };
+        let plan = Plan {
+            deletes: vec![delete(0), delete(1)],
+            ..Plan::default()
+        };
+        let s = compute(
+            &sp,
+            Some(2),
+            &[pod(0, true), pod(1, true)],
+            &plan,
+            &[],
+            None,
+            time(1),
+        );
+        assert_eq!((s.ready, s.kinds["cpu"].running), (0, 0));
+        assert_eq!(condition(&s, "Progressing").message, "deleting 2 surplus");
     }
 
     #[test]

@@ -677,3 +677,70 @@ async fn counts_runs_by_reason_and_keeps_them_across_a_restart() {
     );
     assert_eq!(counted(&after), (Some(2), Some(2)));
 }
+
+/// While 100 pods come up, every pod event changes the counts; the status is still written at most
+/// once per `STATUS_WRITE_INTERVAL`, and the last counts are written when the interval ends (nothing
+/// is left held once the pods settle).
+#[tokio::test]
+async fn status_writes_during_a_ramp_are_spaced_and_end_complete() {
+    use futures::StreamExt;
+    use kube::runtime::watcher;
+    use stressmix_operator::reconcile::STATUS_WRITE_INTERVAL;
+
+    let env = TestEnv::new("ramp").await;
+    let _op = env.start_operator("a");
+    // Each version of the Workload the API server stores: when the watch saw it, and its ready count.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Instant, i64)>();
+    let cfg = watcher::Config::default().fields("metadata.name=ramp");
+    let stream = watcher(env.workloads(), cfg);
+    let watch = tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        let mut last_version = None;
+        while let Some(ev) = stream.next().await {
+            if let Ok(watcher::Event::Apply(wl) | watcher::Event::InitApply(wl)) = ev
+                && wl.resource_version() != last_version
+            {
+                last_version = wl.resource_version();
+                let ready = wl.data["status"]["ready"].as_i64().unwrap_or(-1);
+                if tx.send((Instant::now(), ready)).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    env.create_workload("ramp", spec_with(&[("cpu", 100)]))
+        .await;
+    wait_live_counts(&env, "ramp", &[("cpu", 100)], Duration::from_secs(120)).await;
+    wait_until("100 pods ready", Duration::from_secs(120), || async {
+        let pods = env.workload_pods("ramp").await;
+        (pods.iter().filter(|p| is_ready(p)).count() == 100).then_some(())
+    })
+    .await;
+    // The held counts are written within the interval after the last pod event.
+    tokio::time::sleep(STATUS_WRITE_INTERVAL * 3).await;
+    watch.abort();
+    let mut versions = Vec::new();
+    while let Ok(v) = rx.try_recv() {
+        versions.push(v);
+    }
+    // The first version is the Workload as created; the rest are status writes.
+    let writes = &versions[1.min(versions.len())..];
+    assert!(!writes.is_empty(), "no status write seen");
+    assert_eq!(
+        writes.last().map(|(_, ready)| *ready),
+        Some(100),
+        "the last status written does not count every pod ready: {versions:?}"
+    );
+    // Watch delivery adds jitter to the operator's spacing; a write storm is far closer.
+    let least = STATUS_WRITE_INTERVAL.mul_f64(0.8);
+    for pair in writes.windows(2) {
+        let gap = pair[1].0 - pair[0].0;
+        assert!(
+            gap >= least,
+            "two status writes {gap:?} apart (ready {} then {}), {} writes in all",
+            pair[0].1,
+            pair[1].1,
+            writes.len()
+        );
+    }
+}
