@@ -13,11 +13,13 @@
 //!
 //! Prints a Markdown table on stdout. Built with `harness = false`: this file's `main` is the bench.
 
+mod bench_support;
 mod common;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use bench_support::{Ramp, cpu_by_process, cpu_delta, request_counts, request_delta};
 use common::{Operator, TestEnv, is_live, spec_with, wait_until};
 use futures::StreamExt;
 use futures::future::join_all;
@@ -51,61 +53,106 @@ async fn main() {
     let name = |i: usize| format!("big{i}");
 
     // 1. apply -> 1,000 Running, each side on the empty node (the node's other pods slow the
-    // scheduler and kwok): the floor, one ReplicaSet of 1,000 (scaled to 0 while stressmix is
-    // measured, then back), 10 Workloads of 100 created together.
+    // scheduler and kwok), in rounds whose order rotates: the floor, one ReplicaSet of 1,000 (scaled
+    // to 0 between its turns), 10 Workloads of 100 created together (deleted between turns).
     let floor = TestEnv::new("bench-floor").await;
     let in_flight = usize::from(RECONCILE_CONCURRENCY) * API_CONCURRENCY;
-    let t_floor = time_to_running(&floor, "app=floor", 1000, || {
-        create_pods(&floor, "floor", 1000, in_flight)
-    })
-    .await;
-    floor
-        .pods()
-        .delete_collection(&DeleteParams::default(), &ListParams::default())
-        .await
-        .ok();
-    wait_until(
-        "the floor's pods removed",
-        Duration::from_secs(300),
-        || async {
-            let left = floor.pods().list(&ListParams::default()).await.ok()?.items;
-            left.is_empty().then_some(())
-        },
-    )
-    .await;
-    let t_rs = time_to_running(&rs, "app=bench", 1000, || {
-        create_replicaset(&rs, "bench", 1000)
-    })
-    .await;
-    scale_replicaset(&rs, "bench", 0).await;
-    wait_until(
-        "the ReplicaSet's pods removed",
-        Duration::from_secs(300),
-        || async {
-            let left = rs.pods().list(&ListParams::default()).await.ok()?.items;
-            left.is_empty().then_some(())
-        },
-    )
-    .await;
-    let t_wl = time_to_running(&stress, MANAGED, 1000, || async {
-        create_workloads(&stress, (0..1000 / PER_WORKLOAD).map(name)).await;
-    })
-    .await;
+    let rounds: usize = std::env::var("STRESSMIX_BENCH_APPLY_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let workload_names = || (0..1000 / PER_WORKLOAD).map(name);
+    let mut times: [Vec<f64>; 3] = Default::default();
+    let mut rs_created = false;
+    for round in 0..rounds {
+        for turn in 0..3 {
+            let side = (round + turn) % 3;
+            let ramp = match side {
+                0 => {
+                    let r = ramp(&floor, "app=floor", || {
+                        create_pods(&floor, "floor", 1000, in_flight)
+                    })
+                    .await;
+                    floor
+                        .pods()
+                        .delete_collection(&DeleteParams::default(), &ListParams::default())
+                        .await
+                        .ok();
+                    wait_pods_gone(&floor, "app=floor").await;
+                    r
+                }
+                1 => {
+                    let r = ramp(&rs, "app=bench", || async {
+                        if rs_created {
+                            scale_replicaset(&rs, "bench", 1000).await;
+                        } else {
+                            create_replicaset(&rs, "bench", 1000).await;
+                        }
+                    })
+                    .await;
+                    rs_created = true;
+                    scale_replicaset(&rs, "bench", 0).await;
+                    wait_pods_gone(&rs, "app=bench").await;
+                    r
+                }
+                _ => {
+                    let r = ramp(&stress, MANAGED, || {
+                        create_workloads(&stress, workload_names())
+                    })
+                    .await;
+                    for n in workload_names() {
+                        stress
+                            .workloads()
+                            .delete(&n, &DeleteParams::foreground())
+                            .await
+                            .expect("delete benchmark Workload");
+                    }
+                    wait_pods_gone(&stress, MANAGED).await;
+                    wait_until(
+                        "benchmark Workloads removed",
+                        Duration::from_secs(300),
+                        || async {
+                            let left =
+                                stress.workloads().list(&ListParams::default()).await.ok()?;
+                            left.items.is_empty().then_some(())
+                        },
+                    )
+                    .await;
+                    r
+                }
+            };
+            times[side].push(ramp.0.as_secs_f64());
+            let who = ["floor", "ReplicaSet", "stressmix"][side];
+            println!(
+                "| round {}: {who}, apply -> 1,000 Running | {:.1} s; created / bound / Running at {}; requests: {} | - |",
+                round + 1,
+                ramp.0.as_secs_f64(),
+                ramp.1,
+                ramp.2
+            );
+        }
+    }
+    if std::env::var_os("STRESSMIX_BENCH_APPLY_ONLY").is_some() {
+        drop(op);
+        remove_namespaces(stress, rs, floor).await;
+        return;
+    }
+    // The later phases start from both controllers' 1,000 pods Running.
     scale_replicaset(&rs, "bench", 1000).await;
+    create_workloads(&stress, workload_names()).await;
     wait_running(&rs, "app=bench", 1000).await;
+    wait_running(&stress, MANAGED, 1000).await;
+    let [t_floor, t_rs, t_wl] = times.map(|t| median(&t));
     println!(
-        "| apply -> 1,000 pods Running (stressmix: 10 Workloads x 100) | {:.1} s | {:.1} s |",
-        t_wl.as_secs_f64(),
-        t_rs.as_secs_f64()
+        "| apply -> 1,000 pods Running (stressmix: 10 Workloads x 100), median of {rounds} | {t_wl:.1} s | {t_rs:.1} s |"
     );
     println!(
-        "| apply -> 1,000 pods Running: the floor (a plain client, the same pods, {in_flight} creates in flight, no controller) | {:.1} s | - |",
-        t_floor.as_secs_f64()
+        "| apply -> 1,000 pods Running: the floor (a plain client, the same pods, {in_flight} creates in flight, no controller), median of {rounds} | {t_floor:.1} s | - |"
     );
     println!(
         "| apply -> 1,000 Running against the floor | {:.2}x | {:.2}x |",
-        t_wl.as_secs_f64() / t_floor.as_secs_f64(),
-        t_rs.as_secs_f64() / t_floor.as_secs_f64()
+        t_wl / t_floor,
+        t_rs / t_floor
     );
     op.assert_running();
     let rss_1000 = rss_kib(op.pid());
@@ -203,9 +250,13 @@ async fn main() {
     );
 
     drop(op);
-    // Leave the cluster clean for the next run: the namespaces go, and the garbage collector and kwok
-    // remove their pods (awaited, so a following run starts from an empty node). Only this run's
-    // namespaces are awaited: other users of the control plane may have pods of their own.
+    remove_namespaces(stress, rs, floor).await;
+}
+
+/// Leaves the cluster clean for the next run: the namespaces go, and the garbage collector and kwok
+/// remove their pods (awaited, so a following run starts from an empty node). Only this run's
+/// namespaces are awaited: other users of the control plane may have pods of their own.
+async fn remove_namespaces(stress: TestEnv, rs: TestEnv, floor: TestEnv) {
     let namespaces: Api<Namespace> = Api::all(stress.client.clone());
     let ours = [stress.ns.clone(), rs.ns.clone(), floor.ns.clone()];
     drop(stress);
@@ -384,15 +435,56 @@ async fn wait_running(env: &TestEnv, selector: &str, n: usize) {
     .await;
 }
 
-async fn time_to_running<F, Fut>(env: &TestEnv, selector: &str, n: usize, create: F) -> Duration
+/// Runs `create` and watches its 1,000 pods to Running: (time, the stages' summary, the API requests
+/// made meanwhile by every client, the control plane's included).
+async fn ramp<F, Fut>(env: &TestEnv, selector: &str, create: F) -> (Duration, String, String)
 where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
+    let before = request_counts(&env.client).await;
+    let cpu_before = cpu_by_process();
     let start = Instant::now();
+    let watch = Ramp::watch(env.pods(), selector, start);
     create().await;
-    wait_running(env, selector, n).await;
-    start.elapsed()
+    let stages = watch.until_running(1000, Duration::from_secs(600)).await;
+    let took = start.elapsed();
+    let cpu = cpu_delta(&cpu_before, &cpu_by_process());
+    let after = request_counts(&env.client).await;
+    let requests = request_delta(&before, &after, 20.0);
+    (
+        took,
+        stages.summary(1000),
+        format!("{requests}; CPU s: {cpu}"),
+    )
+}
+
+/// Waits until no pod `selector` picks is left (deleted pods finish terminating on kwok).
+async fn wait_pods_gone(env: &TestEnv, selector: &str) {
+    wait_until(
+        &format!("the pods {selector} removed from {}", env.ns),
+        Duration::from_secs(300),
+        || async {
+            let left = env
+                .pods()
+                .list(&ListParams::default().labels(selector))
+                .await
+                .ok()?
+                .items;
+            left.is_empty().then_some(())
+        },
+    )
+    .await;
+}
+
+fn median(samples: &[f64]) -> f64 {
+    let mut s = samples.to_vec();
+    s.sort_by(f64::total_cmp);
+    match s.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
 }
 
 /// Watches a namespace's pods and reports each pod seen for the first time (by UID).
