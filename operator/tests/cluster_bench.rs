@@ -4,7 +4,11 @@
 //! 1. time from creating 1,000 stressmix pods / a 1,000-replica ReplicaSet to 1,000 pods Running. A
 //!    Workload holds at most 100 pods per kind (300 in all), so the stressmix side is 10 Workloads of
 //!    100 cpu pods, all created at once. Beside them the floor: the same 1,000 pods created by a plain
-//!    client with the operator's parallelism and no controller, the best any controller can do here;
+//!    client with the operator's parallelism and no controller, the best any controller can do here.
+//!    Three rounds (`STRESSMIX_BENCH_APPLY_ROUNDS`), the sides' order rotating, medians compared; each
+//!    ramp says when its pods were created, bound and Running, which API requests it cost and how
+//!    much CPU each control-plane process and the operator spent (`bench_support`).
+//!    `STRESSMIX_BENCH_APPLY_ONLY=1` stops after this phase;
 //! 2. reaction latency, pod deleted -> replacement created (seen on a watch), stressmix vs the
 //!    built-in ReplicaSet controller, at 100 and 1,000 pods (median, p99);
 //! 3. the operator's resident memory (VmRSS) while it manages 1,000 and 10,000 pods (100 Workloads
@@ -19,7 +23,9 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use bench_support::{Ramp, cpu_by_process, cpu_delta, request_counts, request_delta};
+use bench_support::{
+    Ramp, cpu_by_process, cpu_delta, request_counts, request_delta, wait_deletes_quiet,
+};
 use common::{Operator, TestEnv, is_live, spec_with, wait_until};
 use futures::StreamExt;
 use futures::future::join_all;
@@ -60,7 +66,7 @@ async fn main() {
     let rounds: usize = std::env::var("STRESSMIX_BENCH_APPLY_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
+        .unwrap_or(3);
     let workload_names = || (0..1000 / PER_WORKLOAD).map(name);
     let mut times: [Vec<f64>; 3] = Default::default();
     let mut rs_created = false;
@@ -442,6 +448,7 @@ where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
+    wait_deletes_quiet(&env.client).await;
     let before = request_counts(&env.client).await;
     let cpu_before = cpu_by_process();
     let start = Instant::now();

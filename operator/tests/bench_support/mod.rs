@@ -214,3 +214,26 @@ pub fn cpu_delta(before: &BTreeMap<&str, f64>, after: &BTreeMap<&str, f64>) -> S
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// Waits until no pod is being deleted anywhere: kwok keeps sending DELETEs for pods already gone
+/// (404s) for a while after a namespace's pods disappear, and that work would be charged to the
+/// next side measured.
+pub async fn wait_deletes_quiet(client: &Client) {
+    let deletes = |counts: &BTreeMap<String, f64>| -> f64 {
+        counts
+            .iter()
+            .filter(|(k, _)| k.starts_with("DELETE pods"))
+            .map(|(_, v)| v)
+            .sum()
+    };
+    let mut last = deletes(&request_counts(client).await);
+    for _ in 0..120 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = deletes(&request_counts(client).await);
+        if now == last {
+            return;
+        }
+        last = now;
+    }
+    panic!("pod deletions still going on after 120 s");
+}
