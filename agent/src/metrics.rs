@@ -82,9 +82,12 @@ impl Metrics {
             "Readings left out on purpose: a pod's own cgroup (the sum of its containers) or its sandbox",
             not_shipped.clone(),
         );
-        for reason in [Attribution::PodCgroup, Attribution::Sandbox] {
+        let reasons = [Attribution::PodCgroup, Attribution::Sandbox]
+            .into_iter()
+            .filter_map(Attribution::not_shipped_reason);
+        for reason in reasons {
             not_shipped
-                .get_or_create(&vec![("reason", reason.as_str())])
+                .get_or_create(&vec![("reason", reason)])
                 .inc_by(0);
         }
         let batches_built = Counter::default();
@@ -185,10 +188,13 @@ impl Metrics {
             .get()
     }
 
+    /// Counts a reading left out on purpose (a shipped one counts nothing here).
     pub fn reading_not_shipped(&self, why: Attribution) {
-        self.not_shipped
-            .get_or_create(&vec![("reason", why.as_str())])
-            .inc();
+        if let Some(reason) = why.not_shipped_reason() {
+            self.not_shipped
+                .get_or_create(&vec![("reason", reason)])
+                .inc();
+        }
     }
 
     pub fn set_source(&self, source: &'static str) {

@@ -45,12 +45,12 @@ pub enum Attribution {
 }
 
 impl Attribution {
-    /// The `reason` label of the readings the agent does not ship.
-    pub fn as_str(self) -> &'static str {
+    /// The `reason` label of a reading the agent does not ship; None for one it ships.
+    pub fn not_shipped_reason(self) -> Option<&'static str> {
         match self {
-            Attribution::Ship => "ship",
-            Attribution::PodCgroup => "pod_cgroup",
-            Attribution::Sandbox => "sandbox",
+            Attribution::Ship => None,
+            Attribution::PodCgroup => Some("pod_cgroup"),
+            Attribution::Sandbox => Some("sandbox"),
         }
     }
 }
