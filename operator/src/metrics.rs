@@ -39,6 +39,14 @@ pub struct ErrorLabels {
     pub error: &'static str,
 }
 
+/// Labels of the per-Workload records gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RecordLabels {
+    /// Which record: `backoff` (slots backing off), `in_flight` (creates not yet seen), `status`
+    /// (Workloads whose last written status is kept).
+    pub record: &'static str,
+}
+
 /// Every metric the operator exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -54,6 +62,8 @@ pub struct Metrics {
     pub pods_deleted: Family<DeleteLabels, Counter>,
     /// 1 while this replica holds the lease.
     pub leader: Gauge,
+    /// What the operator remembers of live Workloads, by record; all go with the Workload.
+    records: Family<RecordLabels, Gauge>,
     registry: Registry,
 }
 
@@ -92,6 +102,12 @@ impl Metrics {
             "1 while this replica holds the leader lease",
             leader.clone(),
         );
+        let records = Family::<RecordLabels, Gauge>::default();
+        registry.register(
+            "workload_records",
+            "Records kept per Workload, by record (backoff slots, creates in flight, written statuses)",
+            records.clone(),
+        );
         Self {
             reconciles,
             reconcile_errors,
@@ -99,7 +115,21 @@ impl Metrics {
             pods_created,
             pods_deleted,
             leader,
+            records,
             registry,
+        }
+    }
+
+    /// Sets the per-Workload records gauge: slots backing off, creates in flight, written statuses.
+    pub fn set_records(&self, backoff: usize, in_flight: usize, status: usize) {
+        for (record, n) in [
+            ("backoff", backoff),
+            ("in_flight", in_flight),
+            ("status", status),
+        ] {
+            self.records
+                .get_or_create(&RecordLabels { record })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
     }
 

@@ -66,6 +66,7 @@ impl Context {
         self.lock_backoff().forget_workload(namespace, name);
         self.in_flight.forget_workload(namespace, name);
         self.written.forget_workload(namespace, name);
+        self.count_records();
     }
 
     /// Keeps only the records of Workloads `(namespace, name)` for which `keep` holds: after a
@@ -74,6 +75,14 @@ impl Context {
         self.lock_backoff().retain_workloads(&keep);
         self.in_flight.retain_workloads(&keep);
         self.written.retain_workloads(&keep);
+        self.count_records();
+    }
+
+    /// Publishes how many records of each kind the operator keeps (a leak shows as growth).
+    pub fn count_records(&self) {
+        let backoff = self.lock_backoff().len();
+        self.metrics
+            .set_records(backoff, self.in_flight.len(), self.written.len());
     }
 
     fn lock_backoff(&self) -> std::sync::MutexGuard<'_, SlotBackoff> {
@@ -169,6 +178,7 @@ pub async fn reconcile(wl: Arc<Workload>, ctx: Arc<Context>) -> Result<Action, R
     let started = Instant::now();
     ctx.metrics.reconciles.inc();
     let result = reconcile_workload(&wl, &ctx).await;
+    ctx.count_records();
     ctx.metrics
         .reconcile_duration
         .observe(started.elapsed().as_secs_f64());

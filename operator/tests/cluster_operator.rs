@@ -11,6 +11,7 @@ use common::{
     LABEL_TEMPLATE_HASH, LABEL_WORKLOAD, TestEnv, condition, is_live, is_ready, kubectl, pod_kind,
     spec_with, wait_live_counts, wait_until,
 };
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::api::{ListParams, Patch, PatchParams};
@@ -683,7 +684,6 @@ async fn counts_runs_by_reason_and_keeps_them_across_a_restart() {
 /// is left held once the pods settle).
 #[tokio::test]
 async fn status_writes_during_a_ramp_are_spaced_and_end_complete() {
-    use futures::StreamExt;
     use kube::runtime::watcher;
     use stressmix_operator::reconcile::STATUS_WRITE_INTERVAL;
 
@@ -743,4 +743,73 @@ async fn status_writes_during_a_ramp_are_spaced_and_end_complete() {
             writes.len()
         );
     }
+}
+
+/// What the operator remembers per Workload (slots backing off, creates in flight, the last written
+/// status) goes with the Workload: 1,000 Workloads created, some of their pods failed, all deleted,
+/// and every record count returns to zero.
+#[tokio::test]
+async fn records_of_deleted_workloads_return_to_zero() {
+    let env = TestEnv::new("records").await;
+    let op = env.start_operator("a");
+    let names: Vec<String> = (0..1000).map(|i| format!("r{i}")).collect();
+    let spec = spec_with(&[("cpu", 1)]);
+    futures::stream::iter(&names)
+        .for_each_concurrent(32, |n| {
+            let spec = spec.clone();
+            let env = &env;
+            async move {
+                env.create_workload(n, spec).await;
+            }
+        })
+        .await;
+    let record = |which: &'static str| {
+        let series = format!("stressmix_operator_workload_records{{record=\"{which}\"}}");
+        let op = &op;
+        async move { op.metric(&series).await }
+    };
+    wait_until(
+        "a status written for each of the 1,000 Workloads",
+        Duration::from_secs(180),
+        || async { (record("status").await? >= 1000.0).then_some(()) },
+    )
+    .await;
+    // Ten slots fail, so backoff records exist too.
+    for n in &names[..10] {
+        let pod = wait_until("the Workload's pod", CONVERGE, || async {
+            env.workload_pods(n).await.into_iter().next()
+        })
+        .await;
+        env.finish_pod(&pod.name_any(), "Failed").await;
+    }
+    wait_until("backoff records of the failed slots", CONVERGE, || async {
+        (record("backoff").await? >= 10.0).then_some(())
+    })
+    .await;
+
+    futures::stream::iter(&names)
+        .for_each_concurrent(32, |n| {
+            let env = &env;
+            async move {
+                env.workloads()
+                    .delete(n, &Default::default())
+                    .await
+                    .expect("delete Workload");
+            }
+        })
+        .await;
+    let left = wait_until(
+        "every record of the deleted Workloads dropped",
+        Duration::from_secs(120),
+        || async {
+            let counts = (
+                record("backoff").await?,
+                record("in_flight").await?,
+                record("status").await?,
+            );
+            (counts == (0.0, 0.0, 0.0)).then_some(counts)
+        },
+    )
+    .await;
+    assert_eq!(left, (0.0, 0.0, 0.0));
 }

@@ -444,6 +444,25 @@ impl Operator {
         self.child.as_ref().map(|c| c.id()).unwrap_or_default()
     }
 
+    /// The value of the series `series` (name and labels as exposed, e.g.
+    /// `stressmix_operator_workload_records{record="status"}`) on the operator's `/metrics`; None
+    /// when it is not exposed (or the operator does not answer yet).
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut conn = tokio::net::TcpStream::connect(&self.metrics_addr)
+            .await
+            .ok()?;
+        conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: operator\r\n\r\n")
+            .await
+            .ok()?;
+        let mut response = String::new();
+        conn.read_to_string(&mut response).await.ok()?;
+        response.lines().find_map(|line| {
+            let value = line.strip_prefix(series)?.strip_prefix(' ')?;
+            value.trim().parse().ok()
+        })
+    }
+
     /// SIGKILL: no chance to release the lease or finish anything.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
