@@ -138,16 +138,6 @@ async fn main() {
             );
         }
     }
-    if std::env::var_os("STRESSMIX_BENCH_APPLY_ONLY").is_some() {
-        drop(op);
-        remove_namespaces(stress, rs, floor).await;
-        return;
-    }
-    // The later phases start from both controllers' 1,000 pods Running.
-    scale_replicaset(&rs, "bench", 1000).await;
-    create_workloads(&stress, workload_names()).await;
-    wait_running(&rs, "app=bench", 1000).await;
-    wait_running(&stress, MANAGED, 1000).await;
     let [t_floor, t_rs, t_wl] = times.map(|t| median(&t));
     println!(
         "| apply -> 1,000 pods Running (stressmix: 10 Workloads x 100), median of {rounds} | {t_wl:.1} s | {t_rs:.1} s |"
@@ -160,6 +150,16 @@ async fn main() {
         t_wl / t_floor,
         t_rs / t_floor
     );
+    if std::env::var_os("STRESSMIX_BENCH_APPLY_ONLY").is_some() {
+        drop(op);
+        remove_namespaces(stress, rs, floor).await;
+        return;
+    }
+    // The later phases start from both controllers' 1,000 pods Running.
+    scale_replicaset(&rs, "bench", 1000).await;
+    create_workloads(&stress, workload_names()).await;
+    wait_running(&rs, "app=bench", 1000).await;
+    wait_running(&stress, MANAGED, 1000).await;
     op.assert_running();
     let rss_1000 = rss_kib(op.pid());
 
@@ -409,13 +409,15 @@ async fn scale_replicaset(env: &TestEnv, name: &str, replicas: usize) {
         .expect("scale ReplicaSet");
 }
 
+/// The pods `selector` picks in the namespace; None when the list fails (the caller polls again).
+async fn pods_of(env: &TestEnv, selector: &str) -> Option<Vec<Pod>> {
+    let pods = env.pods();
+    let list = pods.list(&ListParams::default().labels(selector)).await;
+    Some(list.ok()?.items)
+}
+
 async fn count_running(env: &TestEnv, selector: &str) -> usize {
-    let pods = env
-        .pods()
-        .list(&ListParams::default().labels(selector))
-        .await
-        .map(|l| l.items)
-        .unwrap_or_default();
+    let pods = pods_of(env, selector).await.unwrap_or_default();
     pods.iter()
         .filter(|p| is_live(p) && common::pod_phase(p) == "Running")
         .count()
@@ -427,12 +429,7 @@ async fn wait_running(env: &TestEnv, selector: &str, n: usize) {
         &format!("{n} pods Running in {}", env.ns),
         Duration::from_secs(600),
         || async {
-            let pods = env
-                .pods()
-                .list(&ListParams::default().labels(selector))
-                .await
-                .ok()?
-                .items;
+            let pods = pods_of(env, selector).await?;
             let live: Vec<&Pod> = pods.iter().filter(|p| is_live(p)).collect();
             (live.len() == n && live.iter().all(|p| common::pod_phase(p) == "Running"))
                 .then_some(())
@@ -471,15 +468,7 @@ async fn wait_pods_gone(env: &TestEnv, selector: &str) {
     wait_until(
         &format!("the pods {selector} removed from {}", env.ns),
         Duration::from_secs(300),
-        || async {
-            let left = env
-                .pods()
-                .list(&ListParams::default().labels(selector))
-                .await
-                .ok()?
-                .items;
-            left.is_empty().then_some(())
-        },
+        || async { pods_of(env, selector).await?.is_empty().then_some(()) },
     )
     .await;
 }
@@ -562,12 +551,7 @@ async fn one_reaction(
     // The previous replacement must be Running before the next deletion, so every sample starts
     // from a full, steady set.
     let pods = wait_until("a steady pod set", Duration::from_secs(60), || async {
-        let pods: Vec<Pod> = env
-            .pods()
-            .list(&ListParams::default().labels(selector))
-            .await
-            .ok()?
-            .items;
+        let pods = pods_of(env, selector).await?;
         pods.iter()
             .all(|p| is_live(p) && common::pod_phase(p) == "Running")
             .then_some(pods)
