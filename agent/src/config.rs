@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use stressmix_api::duration::parse_positive;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SourceChoice {
@@ -55,7 +56,7 @@ pub struct Config {
     pub logsvc_token: Option<String>,
 
     /// Time between readings (e.g. `5s`, `500ms`).
-    #[arg(long, env = "STRESSMIX_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, env = "STRESSMIX_INTERVAL", default_value = "5s", value_parser = parse_positive)]
     pub interval: Duration,
 
     /// Counter source.
@@ -110,44 +111,22 @@ pub struct Config {
     pub buffer_batches: usize,
 
     /// First retry delay; doubles per failure (with jitter) up to `--backoff-max`.
-    #[arg(long, env = "STRESSMIX_BACKOFF_INITIAL", default_value = "500ms", value_parser = parse_duration)]
+    #[arg(long, env = "STRESSMIX_BACKOFF_INITIAL", default_value = "500ms", value_parser = parse_positive)]
     pub backoff_initial: Duration,
 
-    #[arg(long, env = "STRESSMIX_BACKOFF_MAX", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, env = "STRESSMIX_BACKOFF_MAX", default_value = "30s", value_parser = parse_positive)]
     pub backoff_max: Duration,
 
     /// Timeout of one POST to the log service.
-    #[arg(long, env = "STRESSMIX_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "STRESSMIX_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_positive)]
     pub request_timeout: Duration,
 
     /// On SIGTERM, keep sending what is buffered for at most this long.
-    #[arg(long, env = "STRESSMIX_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "STRESSMIX_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_positive)]
     pub shutdown_grace: Duration,
 
     #[arg(long, env = "STRESSMIX_LOG_FORMAT", value_enum, default_value = "json")]
     pub log_format: LogFormat,
-}
-
-/// `250ms`, `5s`, `2m`, or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (number, unit) = match text.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
-        Some(at) => text.split_at(at),
-        None => (text, "s"),
-    };
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 500ms, 5s or 2m"))?;
-    let secs = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        _ => return Err(format!("{text:?}: unit must be ms, s or m")),
-    };
-    if !secs.is_finite() || secs <= 0.0 {
-        return Err(format!("{text:?} must be positive"));
-    }
-    Ok(Duration::from_secs_f64(secs))
 }
 
 #[cfg(test)]
@@ -155,14 +134,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("5h").is_err());
-        assert!(parse_duration("fast").is_err());
+    fn durations_are_positive_and_read_by_the_shared_parser() {
+        let interval = |text: &str| {
+            Config::try_parse_from(["stressmix-agent", "--interval", text]).map(|c| c.interval)
+        };
+        assert_eq!(interval("1.5").ok(), Some(Duration::from_millis(1500)));
+        assert_eq!(interval("500ms").ok(), Some(Duration::from_millis(500)));
+        let refused = interval("0s").expect_err("a zero interval");
+        assert!(
+            refused.to_string().contains("must be more than zero"),
+            "{refused}"
+        );
+        assert!(interval("fast").is_err());
     }
 
     #[test]

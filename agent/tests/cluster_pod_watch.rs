@@ -16,7 +16,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use stressmix_agent::attribution::kube_pods::PodWatch;
-use stressmix_agent::attribution::{KIND_LABEL, PodIndex, WORKLOAD_LABEL};
+use stressmix_agent::attribution::{LABEL_KIND, LABEL_WORKLOAD, PodIndex};
 use stressmix_api::readings::{ContainerReading, SYSTEM_KIND};
 
 /// How long the API's state may take to reach the index (the agent's part).
@@ -206,14 +206,14 @@ async fn stress_pod_on_this_node_is_attributed_and_other_nodes_pods_never_seen()
         .create_pod(
             "elsewhere",
             "other-node",
-            json!({ WORKLOAD_LABEL: "lab", KIND_LABEL: "cpu" }),
+            json!({ LABEL_WORKLOAD: "lab", LABEL_KIND: "cpu" }),
         )
         .await;
     let uid = ns
         .create_pod(
             "lab-cpu-0",
             &node(),
-            json!({ WORKLOAD_LABEL: "lab", KIND_LABEL: "cpu" }),
+            json!({ LABEL_WORKLOAD: "lab", LABEL_KIND: "cpu" }),
         )
         .await;
 
@@ -312,7 +312,7 @@ async fn deleted_pod_leaves_the_index() {
         .create_pod(
             "lab-memory-0",
             &node(),
-            json!({ WORKLOAD_LABEL: "lab", KIND_LABEL: "memory" }),
+            json!({ LABEL_WORKLOAD: "lab", LABEL_KIND: "memory" }),
         )
         .await;
     let path = systemd_path(&uid, CONTAINER_ID);

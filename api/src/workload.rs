@@ -19,16 +19,9 @@ use serde::{Deserialize, Serialize};
 
 /// API group of every stressmix resource.
 pub const GROUP: &str = "stressmix.dev";
-/// Label on every stress pod: the name of its Workload.
-pub const LABEL_WORKLOAD: &str = "stressmix.dev/workload";
-/// Label on every stress pod: its stressor kind (`cpu`, `memory`, `io`, `disk`).
-pub const LABEL_KIND: &str = "stressmix.dev/kind";
-/// Label on every stress pod: hash of the spec parts its pod was built from.
-pub const LABEL_TEMPLATE_HASH: &str = "stressmix.dev/template-hash";
-/// Standard label naming the operator that manages a pod.
-pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
-/// Value of [`LABEL_MANAGED_BY`] on stress pods.
-pub const MANAGED_BY: &str = "stressmix-operator";
+pub use crate::labels::{
+    LABEL_KIND, LABEL_MANAGED_BY, LABEL_TEMPLATE_HASH, LABEL_WORKLOAD, MANAGED_BY,
+};
 
 /// Upper bound of `replicas` for one kind (the CEL rule on `MixEntry::replicas` repeats it).
 pub const MAX_REPLICAS_PER_KIND: i32 = 100;

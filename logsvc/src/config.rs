@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
-use crate::timefmt::parse_duration;
+use stressmix_api::duration::parse_positive;
 
 /// SQLite `synchronous` level for the WAL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -33,13 +33,13 @@ pub struct Config {
     #[arg(long, env = "STRESSMIX_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_body_bytes: usize,
     /// How long raw readings are kept (e.g. 24h).
-    #[arg(long, env = "STRESSMIX_RAW_RETENTION", default_value = "24h", value_parser = parse_duration)]
+    #[arg(long, env = "STRESSMIX_RAW_RETENTION", default_value = "24h", value_parser = parse_positive)]
     pub raw_retention: Duration,
     /// How long 1-minute rollups (and batch ids) are kept.
-    #[arg(long, env = "STRESSMIX_ROLLUP_RETENTION", default_value = "30d", value_parser = parse_duration)]
+    #[arg(long, env = "STRESSMIX_ROLLUP_RETENTION", default_value = "30d", value_parser = parse_positive)]
     pub rollup_retention: Duration,
     /// How often the retention task rolls up and deletes old rows.
-    #[arg(long, env = "STRESSMIX_RETENTION_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, env = "STRESSMIX_RETENTION_INTERVAL", default_value = "60s", value_parser = parse_positive)]
     pub retention_interval: Duration,
     /// WAL durability level.
     #[arg(long, env = "STRESSMIX_SYNCHRONOUS", value_enum, default_value_t = Synchronous::Full)]

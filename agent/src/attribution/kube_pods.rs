@@ -7,7 +7,7 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 
-use super::{KIND_LABEL, PodIndex, PodInfo, WORKLOAD_LABEL};
+use super::{LABEL_KIND, LABEL_WORKLOAD, PodIndex, PodInfo};
 use crate::cgroup_path::strip_runtime_prefix;
 
 pub struct PodWatch {
@@ -75,8 +75,8 @@ pub fn pod_info(pod: &Pod) -> Option<(String, PodInfo)> {
         PodInfo {
             namespace: pod.namespace().unwrap_or_default(),
             name: pod.name_any(),
-            workload: labels.get(WORKLOAD_LABEL).cloned(),
-            kind: labels.get(KIND_LABEL).cloned(),
+            workload: labels.get(LABEL_WORKLOAD).cloned(),
+            kind: labels.get(LABEL_KIND).cloned(),
             containers,
             containers_settled: containers_settled(pod),
         },

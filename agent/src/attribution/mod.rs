@@ -10,10 +10,7 @@ use stressmix_api::readings::{ContainerReading, SYSTEM_KIND};
 
 use crate::cgroup_path::{CgroupOwner, parse_cgroup_path};
 
-/// Label naming the Workload that owns a stress pod.
-pub const WORKLOAD_LABEL: &str = "stressmix.dev/workload";
-/// Label naming the stress kind of a stress pod.
-pub const KIND_LABEL: &str = "stressmix.dev/kind";
+pub use stressmix_api::labels::{LABEL_KIND, LABEL_WORKLOAD};
 
 /// What attribution needs to know about one pod on this node.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
