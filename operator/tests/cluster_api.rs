@@ -73,35 +73,31 @@ async fn crd_is_served_explained_and_printed() {
             "field {field} missing from `kubectl explain workloads.spec.mix`:\n{explain}"
         );
     }
-    let template = kubectl_explain("workloads.spec.template").await;
-    for field in [
-        "durationSeconds",
-        "lifetimeSeconds",
-        "resources",
-        "image",
-        "nodeSelector",
-        "tolerations",
-    ] {
-        assert!(
-            template.contains(field),
-            "field {field} missing from explain spec.template:\n{template}"
-        );
-    }
+    explains_fields(
+        "workloads.spec.template",
+        &[
+            "durationSeconds",
+            "lifetimeSeconds",
+            "resources",
+            "image",
+            "nodeSelector",
+            "tolerations",
+        ],
+    )
+    .await;
 
     // The runs and what they delivered are documented where users look.
-    let kinds = kubectl_explain("workloads.status.kinds").await;
-    for field in [
-        "completedRuns",
-        "failedRuns",
-        "lastFailure",
-        "lastCompletionTime",
-        "delivered",
-    ] {
-        assert!(
-            kinds.contains(field),
-            "field {field} missing from `kubectl explain workloads.status.kinds`:\n{kinds}"
-        );
-    }
+    explains_fields(
+        "workloads.status.kinds",
+        &[
+            "completedRuns",
+            "failedRuns",
+            "lastFailure",
+            "lastCompletionTime",
+            "delivered",
+        ],
+    )
+    .await;
     let delivered = kubectl_explain("workloads.status.kinds.delivered").await;
     assert!(
         delivered.contains("CPU seconds per second of run"),
@@ -131,6 +127,17 @@ async fn crd_is_served_explained_and_printed() {
 
 /// `kubectl explain` of a Workload field. The API server publishes a new CRD's OpenAPI a moment
 /// after the CRD is Established, so this retries for a while.
+/// Asserts that `kubectl explain <path>` names every one of `fields`.
+async fn explains_fields(path: &str, fields: &[&str]) {
+    let explain = kubectl_explain(path).await;
+    for field in fields {
+        assert!(
+            explain.contains(field),
+            "field {field} missing from `kubectl explain {path}`:\n{explain}"
+        );
+    }
+}
+
 async fn kubectl_explain(path: &str) -> String {
     let args = ["explain", path, "--api-version=stressmix.dev/v1alpha1"];
     let mut last = String::new();
