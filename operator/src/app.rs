@@ -172,6 +172,10 @@ async fn run_controllers(
             instance: Some(identity.to_owned()),
         },
     );
+    // What one leadership term remembers per Workload, shared by every scope's controller (keyed by
+    // namespace and name), so the records gauge counts them all.
+    let in_flight = Arc::new(InFlight::new(IN_FLIGHT_TTL));
+    let written = Arc::new(WrittenStatuses::default());
     let controllers = scopes.into_iter().map(|scope| {
         let (workloads, pods): (Api<Workload>, Api<SlimPod>) = match &scope {
             Some(ns) => (
@@ -185,7 +189,6 @@ async fn run_controllers(
             "reconciling Workloads"
         );
         let (pod_store, pod_writer) = reflector::store();
-        let in_flight = Arc::new(InFlight::new(IN_FLIGHT_TTL));
         let forget_deleted = in_flight.clone();
         let pod_events = watcher(
             pods,
@@ -213,12 +216,12 @@ async fn run_controllers(
             client: client.clone(),
             pods: pod_store,
             pods_ready,
-            in_flight,
+            in_flight: in_flight.clone(),
             metrics: metrics.clone(),
             recorder: recorder.clone(),
             default_image: cli.default_image.clone(),
             backoff: backoff.clone(),
-            written: WrittenStatuses::default(),
+            written: written.clone(),
         });
         let (workload_store, workload_writer) = reflector::store();
         let records = ctx.clone();

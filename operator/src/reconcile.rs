@@ -57,7 +57,7 @@ pub struct Context {
     /// Failure backoff per slot (shared by all controllers; records are per Workload).
     pub backoff: Arc<Mutex<SlotBackoff>>,
     /// The last status written per Workload (the cache may lag behind it).
-    pub written: WrittenStatuses,
+    pub written: Arc<WrittenStatuses>,
 }
 
 impl Context {

@@ -132,7 +132,7 @@ async fn context(client: Client) -> Arc<Context> {
             Duration::from_secs(5),
             Duration::from_secs(300),
         ))),
-        written: WrittenStatuses::default(),
+        written: Arc::new(WrittenStatuses::default()),
     })
 }
 
