@@ -87,6 +87,8 @@ pub(crate) fn test_batch(sequence: u64) -> ReadingBatch {
             cpus: 1,
         },
         containers: Vec::new(),
+        field_sources: None,
+        oom_kills: Vec::new(),
     }
 }
 

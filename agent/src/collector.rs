@@ -107,6 +107,8 @@ impl Collector {
             source_reason: self.source_reason.clone(),
             node: rates.node,
             containers: rates.cgroups,
+            field_sources: None,
+            oom_kills: Vec::new(),
         }))
     }
 }

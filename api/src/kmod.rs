@@ -24,15 +24,23 @@
 //! # Versioning
 //!
 //! `schema_version` is [`SCHEMA_VERSION`]. Fields may be added without a version bump (the types
-//! here ignore unknown fields); renaming or changing the meaning of a field bumps it.
+//! here ignore unknown fields); renaming or changing the meaning of a field bumps it. These types
+//! read every version in [`SUPPORTED_SCHEMA_VERSIONS`]:
+//!
+//! - 1: usage (memory, CPU, tasks, I/O, main process);
+//! - 2: adds per cgroup `pressure` (PSI stall totals) and `memory_events` (`memory.events`).
+//!   In a version-1 document both are absent and read as `None`.
 
 use std::borrow::Cow;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// The schema version these types describe.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The schema version the module writes and these types describe.
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// The schema versions these types read (see the module docs for what each adds).
+pub const SUPPORTED_SCHEMA_VERSIONS: std::ops::RangeInclusive<u32> = 1..=SCHEMA_VERSION;
 
 /// Default name of the /proc entry (`/proc/stressmix`).
 pub const DEFAULT_PROC_NAME: &str = "stressmix";
@@ -62,9 +70,9 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Fails when the document was written for another schema version than these types.
+    /// Fails when the document was written for a schema version these types do not read.
     pub fn check_schema(&self) -> Result<(), UnsupportedSchema> {
-        if self.schema_version == SCHEMA_VERSION {
+        if SUPPORTED_SCHEMA_VERSIONS.contains(&self.schema_version) {
             Ok(())
         } else {
             Err(UnsupportedSchema {
@@ -85,8 +93,10 @@ impl fmt::Display for UnsupportedSchema {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "kernel module document has schema_version {}, this build understands {}",
-            self.found, SCHEMA_VERSION
+            "kernel module document has schema_version {}, this build reads {} to {}",
+            self.found,
+            SUPPORTED_SCHEMA_VERSIONS.start(),
+            SUPPORTED_SCHEMA_VERSIONS.end()
         )
     }
 }
@@ -207,6 +217,70 @@ pub struct Cgroup {
     pub io: CgroupIo,
     /// The oldest process in the cgroup (earliest start time); `None` when the cgroup has none.
     pub main_process: Option<MainProcess>,
+    /// Pressure stall totals (schema 2). `None` in a version-1 document and when PSI is off for
+    /// this cgroup (kernel booted with `psi=0`, or `0` written to its `cgroup.pressure`).
+    #[serde(default)]
+    pub pressure: Option<CgroupPressure>,
+    /// `memory.events` (schema 2). `None` in a version-1 document and when `memory` is `None`.
+    #[serde(default)]
+    pub memory_events: Option<MemoryEvents>,
+    /// CPU bandwidth throttling, as `cpu.stat` counts it. The module never writes it: the CFS
+    /// bandwidth statistics live in the scheduler's private headers. The agent fills it from
+    /// `cpu.stat` whichever source it reads; `None` when the cgroup has no `cpu` controller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_throttling: Option<CpuThrottling>,
+}
+
+/// Cumulative pressure stall time of one cgroup per resource (what the `*.pressure` files print as
+/// `total=`, here in ns).
+///
+/// The module reads the totals the kernel aggregates over CPUs; the kernel brings them up to date
+/// every 2 s (its PSI averaging period) while the cgroup has tasks, and whenever one of the
+/// cgroup's `*.pressure` files is read. So they lag the files by at most that period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CgroupPressure {
+    /// `cpu.pressure`.
+    pub cpu: PressureTotals,
+    /// `memory.pressure`.
+    pub memory: PressureTotals,
+    /// `io.pressure`.
+    pub io: PressureTotals,
+}
+
+/// Stall time of one resource, ns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PressureTotals {
+    /// Time at least one task of the cgroup was stalled on the resource (`some total=` x 1000).
+    pub some_ns: u64,
+    /// Time all non-idle tasks were stalled at once (`full total=` x 1000).
+    pub full_ns: u64,
+}
+
+/// Memory events of a cgroup and its descendants (the fields of `memory.events`), counted since the
+/// cgroup was created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryEvents {
+    /// Times usage was reclaimed below `memory.low`.
+    pub low: u64,
+    /// Times usage went over `memory.high` and was throttled.
+    pub high: u64,
+    /// Times usage was about to go over `memory.max`.
+    pub max: u64,
+    /// Times the cgroup hit `memory.max` and reclaim failed (the OOM killer was invoked).
+    pub oom: u64,
+    /// Processes of the cgroup killed by the OOM killer.
+    pub oom_kill: u64,
+}
+
+/// CPU bandwidth throttling (the `nr_periods`, `nr_throttled` and `throttled_usec` of `cpu.stat`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CpuThrottling {
+    /// Enforcement periods (of `cpu.max`'s period) that had runnable tasks.
+    pub nr_periods: u64,
+    /// Periods in which the cgroup used up its quota and was throttled.
+    pub nr_throttled: u64,
+    /// Time the cgroup's tasks spent throttled, ns.
+    pub throttled_ns: u64,
 }
 
 /// Memory of a cgroup, bytes.
@@ -390,7 +464,16 @@ mod tests {
             serde_json::from_str(include_str!("../tests/fixtures/kmod/handwritten-v1.json"))
                 .unwrap();
         assert!(s.check_schema().is_ok());
+        assert!(
+            s.cgroups
+                .iter()
+                .all(|c| c.pressure.is_none() && c.memory_events.is_none())
+        );
         s.schema_version = 2;
-        assert_eq!(s.check_schema().unwrap_err().found, 2);
+        assert!(s.check_schema().is_ok());
+        s.schema_version = 3;
+        assert_eq!(s.check_schema().unwrap_err().found, 3);
+        s.schema_version = 0;
+        assert_eq!(s.check_schema().unwrap_err().found, 0);
     }
 }

@@ -84,6 +84,71 @@ pub struct ReadingBatch {
     pub node: NodeReading,
     /// One entry per cgroup.
     pub containers: Vec<ContainerReading>,
+    /// Where each group of counters came from (agents that read pressure, memory events and
+    /// throttling set it; `source` above is the usage counters' source).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field_sources: Option<FieldSources>,
+    /// OOM kills seen in this interval: one entry per cgroup whose processes were killed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub oom_kills: Vec<OomKill>,
+}
+
+/// Where each group of counters of a batch came from; `None`: nobody offered it on this node
+/// (e.g. PSI disabled at boot, or no `cpu` controller delegated).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldSources {
+    /// CPU, memory, task and I/O usage (as the batch's `source`).
+    pub usage: ReadingSource,
+    /// The `*_pressure_*_percent` fields.
+    #[serde(default)]
+    pub pressure: Option<ReadingSource>,
+    /// The memory events behind `oom_kills`.
+    #[serde(default)]
+    pub memory_events: Option<ReadingSource>,
+    /// The `cpu_throttled_*` fields (always cgroupfs: no module can reach them).
+    #[serde(default)]
+    pub cpu_throttling: Option<ReadingSource>,
+}
+
+/// How the count of an [`OomKill`] was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OomObservation {
+    /// From the cgroup's own `oom_kill` counter, seen at both ends of the interval.
+    Cgroup,
+    /// The cgroup was gone at the end of the interval (a killed container's cgroup is removed at
+    /// once): from its nearest remaining ancestor's counter, less what that ancestor's remaining
+    /// descendants account for.
+    Ancestor,
+}
+
+/// OOM kills of one cgroup's processes in one interval, with who the cgroup belonged to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OomKill {
+    /// Host-global cgroup v2 path of the cgroup whose processes were killed.
+    pub cgroup_path: String,
+    /// Processes killed in the interval (at least 1).
+    pub count: u64,
+    pub observed: OomObservation,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_uid: Option<String>,
+    /// Container name inside the pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// The owning Workload (label `stressmix.dev/workload`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<String>,
+    /// Stress kind (label `stressmix.dev/kind`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// The pod's slot in its Workload and kind (label `stressmix.dev/slot`): the slot's pods
+    /// replace one another, so this is what stays the same across the victims.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<u32>,
 }
 
 /// Whole-node values of one interval.
@@ -125,6 +190,9 @@ pub struct ContainerReading {
     /// Stress kind (label `stressmix.dev/kind`), or [`SYSTEM_KIND`] for other cgroups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// The pod's slot in its Workload and kind (label `stressmix.dev/slot`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<u32>,
     /// CPU time over the interval, percent of one core (may exceed 100 with several threads).
     pub cpu_percent: f64,
     /// The same, percent of the whole node (0..=100).
@@ -137,6 +205,30 @@ pub struct ContainerReading {
     pub disk_write_bytes_per_sec: f64,
     /// Read plus write I/O operations (syscalls) per second.
     pub io_ops_per_sec: f64,
+    /// Percent of the interval in which at least one task waited for CPU (`cpu.pressure` some).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_pressure_some_percent: Option<f64>,
+    /// Percent of the interval in which all non-idle tasks waited for CPU at once (`full`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_pressure_full_percent: Option<f64>,
+    /// The same for memory (`memory.pressure`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_pressure_some_percent: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_pressure_full_percent: Option<f64>,
+    /// The same for I/O (`io.pressure`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_pressure_some_percent: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_pressure_full_percent: Option<f64>,
+    /// Percent of the interval's CPU bandwidth periods (of `cpu.max`) in which the cgroup was
+    /// throttled; `None` when it had no period with runnable tasks or no `cpu` controller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_throttled_periods_percent: Option<f64>,
+    /// Time throttled per second of the interval (`cpu.stat throttled_usec`; summed over CPUs, so
+    /// it can exceed 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_throttled_seconds_per_sec: Option<f64>,
 }
 
 /// A field of a batch that breaks the rules; `field` is its path, e.g. `containers[3].cpu_percent`.
@@ -255,6 +347,15 @@ impl ReadingBatch {
         for (i, c) in self.containers.iter().enumerate() {
             c.validate(i)?;
         }
+        if self.oom_kills.len() > limits::MAX_CONTAINERS {
+            return Err(invalid(
+                "oom_kills",
+                format!("must have at most {} entries", limits::MAX_CONTAINERS),
+            ));
+        }
+        for (i, k) in self.oom_kills.iter().enumerate() {
+            k.validate(i)?;
+        }
         Ok(())
     }
 }
@@ -323,6 +424,65 @@ impl ContainerReading {
             self.disk_write_bytes_per_sec,
         )?;
         check_number(&name("io_ops_per_sec"), self.io_ops_per_sec)?;
+        let optional = [
+            ("cpu_pressure_some_percent", self.cpu_pressure_some_percent),
+            ("cpu_pressure_full_percent", self.cpu_pressure_full_percent),
+            (
+                "memory_pressure_some_percent",
+                self.memory_pressure_some_percent,
+            ),
+            (
+                "memory_pressure_full_percent",
+                self.memory_pressure_full_percent,
+            ),
+            ("io_pressure_some_percent", self.io_pressure_some_percent),
+            ("io_pressure_full_percent", self.io_pressure_full_percent),
+            (
+                "cpu_throttled_periods_percent",
+                self.cpu_throttled_periods_percent,
+            ),
+            (
+                "cpu_throttled_seconds_per_sec",
+                self.cpu_throttled_seconds_per_sec,
+            ),
+        ];
+        for (field, value) in optional {
+            if let Some(value) = value {
+                check_number(&name(field), value)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl OomKill {
+    fn validate(&self, index: usize) -> Result<(), ValidationError> {
+        let name = |f: &'static str| move || format!("oom_kills[{index}].{f}");
+        check_text(
+            &name("cgroup_path"),
+            &self.cgroup_path,
+            limits::MAX_CGROUP_PATH,
+            true,
+        )?;
+        if self.count == 0 {
+            return Err(invalid(name("count")(), "must be at least 1"));
+        }
+        check_integer(&name("count"), self.count)?;
+        let texts = [
+            (
+                "namespace",
+                self.namespace.as_deref(),
+                limits::MAX_NAMESPACE,
+            ),
+            ("pod", self.pod.as_deref(), limits::MAX_NAME),
+            ("pod_uid", self.pod_uid.as_deref(), limits::MAX_POD_UID),
+            ("container", self.container.as_deref(), limits::MAX_NAME),
+            ("workload", self.workload.as_deref(), limits::MAX_NAME),
+            ("kind", self.kind.as_deref(), limits::MAX_KIND),
+        ];
+        for (field, value, max) in texts {
+            check_optional_text(&name(field), value, max)?;
+        }
         Ok(())
     }
 }

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 /// API group of every stressmix resource.
 pub const GROUP: &str = "stressmix.dev";
 pub use crate::labels::{
-    LABEL_KIND, LABEL_MANAGED_BY, LABEL_TEMPLATE_HASH, LABEL_WORKLOAD, MANAGED_BY,
+    LABEL_KIND, LABEL_MANAGED_BY, LABEL_SLOT, LABEL_TEMPLATE_HASH, LABEL_WORKLOAD, MANAGED_BY,
 };
 
 /// Upper bound of `replicas` for one kind (the CEL rule on `MixEntry::replicas` repeats it).

@@ -48,6 +48,7 @@ fn batch(node: usize, sequence: u64, ts: u64) -> ReadingBatch {
                 disk_read_bytes_per_sec: 1_048_576.0,
                 disk_write_bytes_per_sec: 524_288.0 + sequence as f64,
                 io_ops_per_sec: 250.0,
+                ..ContainerReading::default()
             }
         })
         .collect();
@@ -67,6 +68,8 @@ fn batch(node: usize, sequence: u64, ts: u64) -> ReadingBatch {
             cpus: 2,
         },
         containers,
+        field_sources: None,
+        oom_kills: Vec::new(),
     }
 }
 

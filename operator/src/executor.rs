@@ -166,7 +166,7 @@ pub async fn execute_creates(
         let (Some(entry), Some(hash)) = (wl.spec.entry(c.kind), hashes.get(&c.kind)) else {
             continue;
         };
-        match build_pod(wl, entry, &c.name, hash, image) {
+        match build_pod(wl, entry, c.slot, &c.name, hash, image) {
             Ok(pod) => inputs.push((c.clone(), pod)),
             Err(source) => {
                 let note = source.to_string();

@@ -11,8 +11,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
 use stressmix_api::workload::quantity::{QuantityError, parse_whole};
 use stressmix_api::workload::{
-    LABEL_KIND, LABEL_MANAGED_BY, LABEL_TEMPLATE_HASH, LABEL_WORKLOAD, MANAGED_BY, MixEntry,
-    StressKind, Workload,
+    LABEL_KIND, LABEL_MANAGED_BY, LABEL_SLOT, LABEL_TEMPLATE_HASH, LABEL_WORKLOAD, MANAGED_BY,
+    MixEntry, StressKind, Workload,
 };
 use thiserror::Error;
 
@@ -45,11 +45,12 @@ pub enum PodBuildError {
     },
 }
 
-/// The labels every pod of `workload`/`kind` carries.
-pub fn labels(workload: &str, kind: StressKind, hash: &str) -> BTreeMap<String, String> {
+/// The labels of the pod in `slot` of `workload`/`kind`.
+pub fn labels(workload: &str, kind: StressKind, slot: u32, hash: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         (LABEL_WORKLOAD.to_owned(), workload.to_owned()),
         (LABEL_KIND.to_owned(), kind.as_str().to_owned()),
+        (LABEL_SLOT.to_owned(), slot.to_string()),
         (LABEL_TEMPLATE_HASH.to_owned(), hash.to_owned()),
         (LABEL_MANAGED_BY.to_owned(), MANAGED_BY.to_owned()),
     ])
@@ -91,7 +92,8 @@ pub fn stress_args(entry: &MixEntry, duration_seconds: i64) -> Result<Vec<String
 pub fn build_pod(
     wl: &Workload,
     entry: &MixEntry,
-    slot_name: &str,
+    slot: u32,
+    pod_name: &str,
     hash: &str,
     image: &str,
 ) -> Result<Pod, PodBuildError> {
@@ -160,9 +162,9 @@ pub fn build_pod(
 
     Ok(Pod {
         metadata: ObjectMeta {
-            name: Some(slot_name.to_owned()),
+            name: Some(pod_name.to_owned()),
             namespace: Some(namespace),
-            labels: Some(labels(&name, entry.kind, hash)),
+            labels: Some(labels(&name, entry.kind, slot, hash)),
             owner_references: Some(vec![owner]),
             ..ObjectMeta::default()
         },
@@ -228,7 +230,7 @@ mod tests {
     #[test]
     fn cpu_pod_is_bounded_restricted_and_owned() {
         let wl = workload();
-        let pod = build_pod(&wl, &wl.spec.mix[0], "lab-cpu-0", "h1", "img:1").expect("pod");
+        let pod = build_pod(&wl, &wl.spec.mix[0], 0, "lab-cpu-0", "h1", "img:1").expect("pod");
         let owner = &pod.metadata.owner_references.as_ref().expect("owner")[0];
         assert_eq!(owner.uid, "wl-uid");
         assert_eq!(owner.controller, Some(true));
@@ -236,6 +238,7 @@ mod tests {
         let labels = pod.metadata.labels.as_ref().expect("labels");
         assert_eq!(labels[LABEL_WORKLOAD], "lab");
         assert_eq!(labels[LABEL_KIND], "cpu");
+        assert_eq!(labels[LABEL_SLOT], "0");
         assert_eq!(labels[LABEL_TEMPLATE_HASH], "h1");
         assert_eq!(labels[LABEL_MANAGED_BY], MANAGED_BY);
 
@@ -280,7 +283,7 @@ mod tests {
     #[test]
     fn disk_pod_writes_into_a_size_limited_empty_dir() {
         let wl = workload();
-        let pod = build_pod(&wl, &wl.spec.mix[1], "lab-disk-0", "h2", "img:1").expect("pod");
+        let pod = build_pod(&wl, &wl.spec.mix[1], 0, "lab-disk-0", "h2", "img:1").expect("pod");
         let spec = pod.spec.as_ref().expect("spec");
         let c = &spec.containers[0];
         assert_eq!(
@@ -304,7 +307,7 @@ mod tests {
         let mut wl = workload();
         wl.metadata.uid = None;
         assert!(matches!(
-            build_pod(&wl, &wl.spec.mix[0], "lab-cpu-0", "h", "i"),
+            build_pod(&wl, &wl.spec.mix[0], 0, "lab-cpu-0", "h", "i"),
             Err(PodBuildError::NoUid(_))
         ));
     }

@@ -186,6 +186,9 @@ impl CgroupfsReader {
                         write_syscalls: own.wios,
                     },
                     main_process: e.main_process,
+                    pressure: None,
+                    memory_events: None,
+                    cpu_throttling: None,
                 }
             })
             .collect();

@@ -129,6 +129,7 @@ pub fn container(kind: &str, slot: usize, cpu: f64) -> ContainerReading {
         disk_read_bytes_per_sec: 2_097_152.0,
         disk_write_bytes_per_sec: 1_048_576.0,
         io_ops_per_sec: 10.4,
+        ..ContainerReading::default()
     }
 }
 
@@ -155,5 +156,7 @@ pub fn batch(
             cpus: 2,
         },
         containers,
+        field_sources: None,
+        oom_kills: Vec::new(),
     }
 }
