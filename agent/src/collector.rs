@@ -69,7 +69,7 @@ impl Collector {
     }
 
     fn collect_inner(&mut self, pods: &PodIndex) -> Result<Option<ReadingBatch>, SourceError> {
-        let snapshot = self.source.read()?;
+        let (snapshot, field_sources) = self.source.read()?;
         if snapshot.truncated && !self.warned_truncated {
             self.warned_truncated = true;
             tracing::warn!(
@@ -107,7 +107,7 @@ impl Collector {
             source_reason: self.source_reason.clone(),
             node: rates.node,
             containers: rates.cgroups,
-            field_sources: None,
+            field_sources: Some(field_sources),
             oom_kills: Vec::new(),
         }))
     }

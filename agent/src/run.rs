@@ -137,6 +137,7 @@ pub fn choose_source(config: &Config, kernel: &impl Kernel) -> Result<Chosen, Ru
     let on_module = |state: ModuleState| Chosen {
         source: Source::Module {
             proc_path: module.proc_path.clone(),
+            cgroup_root: config.cgroup_root.clone(),
         },
         module_state: Some(state),
         why: stale.clone(),
