@@ -234,7 +234,7 @@ impl Pods {
 }
 
 pub async fn run(config: Config) -> Result<(), RunError> {
-    let metrics = Metrics::new();
+    let metrics = Metrics::new(config.metrics_max_containers);
     let node = node_name(&config)?;
     let boot_id = new_boot_id();
     let kernel = LiveKernel::default();
