@@ -8,6 +8,7 @@ use stressmix_api::readings::{ContainerReading, OomKill, ReadingBatch, limits};
 use crate::attribution::{Attribution, PodIndex, RecentPods};
 use crate::metrics::Metrics;
 use crate::oom::{OomCount, OomTracker};
+use crate::oom_watch::OomWatch;
 use crate::rates::RateComputer;
 use crate::source::{Source, SourceError};
 
@@ -15,6 +16,9 @@ pub struct Collector {
     source: Source,
     rates: RateComputer,
     oom: OomTracker,
+    /// `None` when inotify is not available: kills in cgroups gone before the next snapshot are
+    /// then counted at their nearest remaining ancestor.
+    oom_watch: Option<OomWatch>,
     recent_pods: RecentPods,
     node_name: String,
     boot_id: String,
@@ -27,10 +31,16 @@ pub struct Collector {
 impl Collector {
     pub fn new(source: Source, node_name: String, boot_id: String, metrics: Arc<Metrics>) -> Self {
         metrics.set_source(source.kind().as_str());
+        let oom_watch = OomWatch::start(source.cgroup_root().to_owned())
+            .inspect_err(|e| {
+                tracing::warn!(error = %e, "cannot watch memory.events (inotify): OOM kills in cgroups removed between two collections are counted at their nearest remaining ancestor");
+            })
+            .ok();
         Collector {
             source,
             rates: RateComputer::new(),
             oom: OomTracker::new(),
+            oom_watch,
             recent_pods: RecentPods::new(),
             node_name,
             boot_id,
@@ -74,6 +84,12 @@ impl Collector {
     }
 
     fn collect_inner(&mut self, pods: &PodIndex) -> Result<Option<ReadingBatch>, SourceError> {
+        // Taken before the snapshot: a value read later may be newer than the snapshot's.
+        let finals = self
+            .oom_watch
+            .as_ref()
+            .map(OomWatch::take_finals)
+            .unwrap_or_default();
         let (snapshot, field_sources) = self.source.read()?;
         if snapshot.truncated && !self.warned_truncated {
             self.warned_truncated = true;
@@ -82,7 +98,10 @@ impl Collector {
                 "the module's document is truncated (max_cgroups reached): some cgroups are missing"
             );
         }
-        let kills = self.oom.update(&snapshot);
+        let kills = self.oom.update(&snapshot, &finals);
+        if let Some(watch) = &mut self.oom_watch {
+            watch.sync(&snapshot);
+        }
         let pods = self.recent_pods.merged(pods);
         let resets_before = self.rates.resets();
         let rates = self.rates.update(&snapshot);
@@ -343,8 +362,8 @@ mod tests {
     }
 
     /// The victim's container cgroup is gone at the next collection, a new container took its
-    /// place and the pod was deleted: the kill, read from the pod's counter, still goes to the
-    /// victim's Workload, kind and slot, and shows in `/metrics`.
+    /// place and the pod was deleted: the kill, read at the kernel's change event, still goes to
+    /// the victim's container, Workload, kind and slot, and shows in `/metrics`.
     #[test]
     fn an_oom_kill_is_attributed_across_a_replaced_container_of_a_deleted_pod() {
         let uid = "e0fb2441-5f1b-454d-a1a5-1832f583e779";
@@ -383,10 +402,14 @@ mod tests {
         let batch = c.collect(&pods).expect("second").expect("batch");
         assert!(batch.oom_kills.is_empty());
 
+        // The kill, as the kernel shows it: every level's memory.events changes at once, then the
+        // victim's cgroup goes away and a new container takes its place.
+        for dir in [pod_dir.join(&victim), pod_dir.clone(), qos.clone()] {
+            memory_cgroup(&dir, 1 << 20, 1);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
         std::fs::remove_dir_all(pod_dir.join(&victim)).expect("rm");
         memory_cgroup(&pod_dir.join("8".repeat(64)), 1 << 20, 0);
-        memory_cgroup(&pod_dir, 1 << 20, 1);
-        memory_cgroup(&qos, 1 << 20, 1);
         let batch = c.collect(&PodIndex::new()).expect("third").expect("batch");
         batch.validate().expect("valid");
         assert_eq!(batch.oom_kills.len(), 1, "{:?}", batch.oom_kills);
@@ -395,7 +418,7 @@ mod tests {
         assert_eq!(kill.count, 1);
         assert_eq!(
             kill.observed,
-            stressmix_api::readings::OomObservation::Ancestor
+            stressmix_api::readings::OomObservation::Cgroup
         );
         assert_eq!(kill.workload.as_deref(), Some("lab"));
         assert_eq!(kill.kind.as_deref(), Some("memory"));

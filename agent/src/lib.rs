@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod modinfo;
 pub mod module_status;
 pub mod oom;
+pub mod oom_watch;
 pub mod rates;
 pub mod run;
 pub mod shipper;

@@ -99,6 +99,11 @@ impl CgroupfsReader {
         }
     }
 
+    /// The cgroup v2 mount it reads.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// Is this a cgroup v2 hierarchy the fallback can read? cgroup v1 (per-controller hierarchies
     /// with `tasks` files, no `cgroup.controllers` at the root) is named as such.
     pub fn check(&self) -> Result<(), SourceError> {

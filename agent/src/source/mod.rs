@@ -53,6 +53,14 @@ impl Source {
         }
     }
 
+    /// The node's cgroup v2 tree, as the agent sees it.
+    pub fn cgroup_root(&self) -> &std::path::Path {
+        match self {
+            Source::Module { cgroup_root, .. } => cgroup_root,
+            Source::Cgroupfs(reader) => reader.root(),
+        }
+    }
+
     /// One snapshot of every cgroup's cumulative counters, and where each group of them came from.
     pub fn read(&self) -> Result<(Snapshot, FieldSources), SourceError> {
         match self {
