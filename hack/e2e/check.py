@@ -12,6 +12,9 @@
   check.py faults         the agent's pod deleted: a new boot id, no sequence gap, no time gap beyond
                           its absence; the log service's pod deleted: every batch stored before is
                           still there (its volume), the agent's buffer fills the gap
+  check.py oom            a memory pod pushed past its limit: its OOM kills reach the log service
+                          attributed to its Workload, kind and slot, again for the slot's next pod
+                          (each victim replaced), and the agent's /metrics counts them
   check.py dashboard      every dashboard query (hack/test-deploy/dashboard_contract.py's way of running
                           them) answers one series per stress pod, named after pods in the cluster
 
@@ -691,6 +694,95 @@ def check_faults():
        f"boot {new_boot} sequences 0..{seqs[-1]} without a gap")
 
 
+# ---------------------------------------------------------------- 7. OOM kills
+
+OOM_WORKLOAD = "oom"
+
+
+def oom_manifest(namespace):
+    """One memory pod whose resident bytes plus the process's own pages (page tables, stacks: all
+    charged to its cgroup) cannot fit: the stressed bytes are 16 KiB under the limit, which the
+    Workload's rules allow (bytes below the limit)."""
+    return {
+        "apiVersion": "stressmix.dev/v1alpha1",
+        "kind": "Workload",
+        "metadata": {"name": OOM_WORKLOAD, "namespace": namespace},
+        "spec": {
+            "mix": [{"kind": "memory", "replicas": 1, "bytes": "24560Ki"}],
+            "template": {
+                "resources": {"limits": {"cpu": "100m", "memory": "24Mi"}},
+                "durationSeconds": 30,
+                "lifetimeSeconds": 150,
+            },
+        },
+    }
+
+
+def agent_metrics():
+    agent = agent_pod()["metadata"]["name"]
+    return sh(["kubectl", "get", "--raw", f"/api/v1/namespaces/{NS}/pods/{agent}:9100/proxy/metrics"])
+
+
+def check_oom():
+    wl = workload()
+    ns = wl["metadata"]["namespace"]
+    manifest = json.dumps(oom_manifest(ns))
+    r = subprocess.run(["kubectl", "apply", "-f", "-"], input=manifest, capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        fail(f"kubectl apply of Workload {OOM_WORKLOAD}: {r.stderr.strip()}")
+    since = int(time.time() * 1000) - 5_000
+    try:
+        events = {}
+
+        def killed_twice():
+            now = int(time.time() * 1000)
+            rows = api("/api/v1/events/oom-kills", **{"from": since, "to": now, "workload": OOM_WORKLOAD})
+            for row in rows:
+                if (row.get("namespace"), row.get("kind"), row.get("slot")) != (ns, "memory", 0):
+                    raise Fatal(f"an OOM kill of Workload {OOM_WORKLOAD} attributed to {row}, "
+                                f"want namespace {ns}, kind memory, slot 0")
+                events.setdefault(row["pod_uid"], row)
+            if len(events) < 2:
+                fail(f"OOM kills of {len(events)} pods of {OOM_WORKLOAD} in the log service, want 2 "
+                     f"(the slot's pod and its replacement)")
+            return True
+
+        wait(f"OOM kills of two successive pods of Workload {OOM_WORKLOAD} in the log service", 420,
+             killed_twice, every=5)
+        now = int(time.time() * 1000)
+        counts = api("/api/v1/query/oom-kills", **{"from": since, "to": now, "workload": OOM_WORKLOAD})
+        slot0 = [c for c in counts if (c.get("kind"), c.get("slot")) == ("memory", 0)]
+        if not slot0 or slot0[0]["kills"] < 2:
+            fail(f"OOM kills per slot {counts}: want slot 0 of kind memory with at least 2")
+        ok(f"OOM kills of Workload {OOM_WORKLOAD}: slot 0 (kind memory) counted {slot0[0]['kills']} kills "
+           f"across {len(events)} pods: " + "; ".join(
+               f"{e['pod']} {e['container'] or '(pod)'} observed={e['observed']} {e['cgroup_path']}"
+               for e in events.values()))
+        # The same kills where a Prometheus scraping the agent reads them.
+        def scraped():
+            text = agent_metrics()
+            lines = [l for l in text.splitlines() if l.startswith("stressmix_agent_container_oom_kills_total{")
+                     and f'workload="{OOM_WORKLOAD}"' in l and 'kind="memory"' in l]
+            total = sum(float(l.rsplit(" ", 1)[1]) for l in lines)
+            if total < 1:
+                fail(f"no stressmix_agent_container_oom_kills_total of {OOM_WORKLOAD} at the agent's /metrics")
+            return lines
+
+        lines = wait("the agent's /metrics to count the kills", 60, scraped, every=5)
+        ok("the agent's /metrics: " + "; ".join(lines))
+    finally:
+        sh(["kubectl", "-n", ns, "delete", "workload", OOM_WORKLOAD, "--wait=true", "--timeout=120s"], timeout=150)
+
+        def gone():
+            left = [p["metadata"]["name"] for p in kubectl_json("-n", ns, "get", "pods")["items"]
+                    if p["metadata"].get("labels", {}).get("stressmix.dev/workload") == OOM_WORKLOAD]
+            if left:
+                fail(f"pods of {OOM_WORKLOAD} still there: {left}")
+            return True
+
+        wait(f"the pods of {OOM_WORKLOAD} to go", 120, gone)
+
+
 def main():
     if len(sys.argv) < 2:
         print(__doc__, file=sys.stderr)
@@ -709,6 +801,8 @@ def main():
             check_dashboard()
         elif what == "faults":
             check_faults()
+        elif what == "oom":
+            check_oom()
         else:
             print(__doc__, file=sys.stderr)
             return 2

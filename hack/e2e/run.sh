@@ -114,6 +114,7 @@ check attribution
 check numbers
 check dashboard
 check faults
+check oom
 
 # 4. The same stack with the module off: the agent reads cgroupfs and says why.
 log "reinstalling with agent.module.mode=none (the module unloaded from the node first)"

@@ -133,6 +133,17 @@ async fn creates_the_desired_pods_with_the_contracted_shape() {
                 .is_some_and(|h| !h.is_empty()),
             "{name} template-hash label"
         );
+        // The slot label names the slot the pod's name carries (`<workload>-<kind>-<slot>`).
+        let slot_in_name: String = name
+            .trim_start_matches(&format!("shape-{kind}-"))
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        assert_eq!(
+            labels.get("stressmix.dev/slot"),
+            Some(&slot_in_name),
+            "{name} slot label"
+        );
         assert_eq!(
             labels
                 .get("app.kubernetes.io/managed-by")
