@@ -276,6 +276,37 @@ mod tests {
         assert!(long.starts_with(reason));
     }
 
+    /// The pod index of one pod `lab-<kind>-<slot>` of Workload `lab` with one container `stress`.
+    fn one_stress_pod(uid: &str, kind: &str, slot: u32, container: &str) -> PodIndex {
+        let mut pods = PodIndex::new();
+        pods.insert(
+            uid.into(),
+            crate::attribution::PodInfo {
+                namespace: "stress".into(),
+                name: format!("lab-{kind}-{slot}"),
+                workload: Some("lab".into()),
+                kind: Some(kind.into()),
+                slot: Some(slot),
+                containers: [(container.to_owned(), "stress".to_owned())].into(),
+                containers_settled: true,
+            },
+        );
+        pods
+    }
+
+    /// A collector reading the fake cgroupfs at `root`, and its metrics.
+    fn cgroupfs_collector(root: std::path::PathBuf) -> (Collector, Arc<Metrics>) {
+        let metrics = Metrics::new(100);
+        let reader = CgroupfsReader::new(root, "/proc".into(), false);
+        let c = Collector::new(
+            Source::Cgroupfs(reader),
+            "node-a".into(),
+            new_boot_id(),
+            metrics.clone(),
+        );
+        (c, metrics)
+    }
+
     /// A pod's cgroup tree as the lab node's kubelet (cgroupfs driver) lays it out: the pod's own
     /// cgroup, its sandbox and its container. Only the container is shipped; the other two are
     /// counted by reason.
@@ -299,27 +330,8 @@ mod tests {
             std::fs::write(dir.join("cgroup.procs"), "").expect("write");
             std::fs::write(dir.join("cpu.stat"), "usage_usec 0\n").expect("write");
         }
-        let mut pods = PodIndex::new();
-        pods.insert(
-            uid.into(),
-            crate::attribution::PodInfo {
-                namespace: "stress".into(),
-                name: "lab-cpu-0".into(),
-                workload: Some("lab".into()),
-                kind: Some("cpu".into()),
-                slot: Some(0),
-                containers: [(container.clone(), "stress".to_owned())].into(),
-                containers_settled: true,
-            },
-        );
-        let metrics = Metrics::new(100);
-        let reader = CgroupfsReader::new(root, "/proc".into(), false);
-        let mut c = Collector::new(
-            Source::Cgroupfs(reader),
-            "node-a".into(),
-            new_boot_id(),
-            metrics.clone(),
-        );
+        let pods = one_stress_pod(uid, "cpu", 0, &container);
+        let (mut c, metrics) = cgroupfs_collector(root);
         assert!(c.collect(&pods).expect("first").is_none());
         std::thread::sleep(std::time::Duration::from_millis(20));
         let batch = c.collect(&pods).expect("second").expect("batch");
@@ -377,27 +389,8 @@ mod tests {
         memory_cgroup(&qos, 1 << 20, 0);
         memory_cgroup(&pod_dir, 1 << 20, 0);
         memory_cgroup(&pod_dir.join(&victim), 60 << 20, 0);
-        let mut pods = PodIndex::new();
-        pods.insert(
-            uid.into(),
-            crate::attribution::PodInfo {
-                namespace: "stress".into(),
-                name: "lab-memory-2".into(),
-                workload: Some("lab".into()),
-                kind: Some("memory".into()),
-                slot: Some(2),
-                containers: [(victim.clone(), "stress".to_owned())].into(),
-                containers_settled: true,
-            },
-        );
-        let metrics = Metrics::new(100);
-        let reader = CgroupfsReader::new(root, "/proc".into(), false);
-        let mut c = Collector::new(
-            Source::Cgroupfs(reader),
-            "node-a".into(),
-            new_boot_id(),
-            metrics.clone(),
-        );
+        let pods = one_stress_pod(uid, "memory", 2, &victim);
+        let (mut c, metrics) = cgroupfs_collector(root);
         assert!(c.collect(&pods).expect("first").is_none());
         let batch = c.collect(&pods).expect("second").expect("batch");
         assert!(batch.oom_kills.is_empty());

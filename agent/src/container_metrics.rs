@@ -170,13 +170,48 @@ fn labels<'a>(owner: &'a Owner, extra: &[(&'static str, &'a str)]) -> Vec<(&'sta
         .collect()
 }
 
+/// The plain gauges: name, help, value.
+type GaugeOf = fn(&Values) -> Option<f64>;
+const GAUGES: [(&str, &str, GaugeOf); 6] = [
+    (
+        "container_cpu_percent",
+        "CPU over the last interval, percent of one core",
+        |v| Some(v.cpu_percent),
+    ),
+    (
+        "container_memory_bytes",
+        "memory.current at the last reading",
+        |v| Some(v.memory_bytes),
+    ),
+    (
+        "container_disk_read_bytes_per_second",
+        "Bytes read from storage per second over the last interval",
+        |v| Some(v.disk_read_bytes_per_sec),
+    ),
+    (
+        "container_disk_write_bytes_per_second",
+        "Bytes written towards storage per second over the last interval",
+        |v| Some(v.disk_write_bytes_per_sec),
+    ),
+    (
+        "container_cpu_throttled_periods_percent",
+        "Percent of the last interval's CPU bandwidth periods in which the container was throttled",
+        |v| v.throttled_periods_percent,
+    ),
+    (
+        "container_cpu_throttled_seconds_per_second",
+        "Seconds throttled per second over the last interval",
+        |v| v.throttled_seconds_per_sec,
+    ),
+];
+
 /// One gauge over every container that has a value for it.
 fn gauge(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
     containers: &[(Owner, Values)],
-    value: impl Fn(&Values) -> Option<f64>,
+    value: GaugeOf,
 ) -> Result<(), std::fmt::Error> {
     let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
     for (owner, values) in containers {
@@ -193,48 +228,9 @@ impl Collector for ContainerMetrics {
         let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let c = &state.containers;
         let e = &mut encoder;
-        gauge(
-            e,
-            "container_cpu_percent",
-            "CPU over the last interval, percent of one core",
-            c,
-            |v| Some(v.cpu_percent),
-        )?;
-        gauge(
-            e,
-            "container_memory_bytes",
-            "memory.current at the last reading",
-            c,
-            |v| Some(v.memory_bytes),
-        )?;
-        gauge(
-            e,
-            "container_disk_read_bytes_per_second",
-            "Bytes read from storage per second over the last interval",
-            c,
-            |v| Some(v.disk_read_bytes_per_sec),
-        )?;
-        gauge(
-            e,
-            "container_disk_write_bytes_per_second",
-            "Bytes written towards storage per second over the last interval",
-            c,
-            |v| Some(v.disk_write_bytes_per_sec),
-        )?;
-        gauge(
-            e,
-            "container_cpu_throttled_periods_percent",
-            "Percent of the last interval's CPU bandwidth periods in which the container was throttled",
-            c,
-            |v| v.throttled_periods_percent,
-        )?;
-        gauge(
-            e,
-            "container_cpu_throttled_seconds_per_second",
-            "Seconds throttled per second over the last interval",
-            c,
-            |v| v.throttled_seconds_per_sec,
-        )?;
+        for (name, help, value) in GAUGES {
+            gauge(e, name, help, c, value)?;
+        }
         let mut metric = e.encode_descriptor(
             "container_pressure_percent",
             "Percent of the last interval stalled on a resource: some (at least one task) or full (all non-idle tasks)",

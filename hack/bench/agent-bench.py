@@ -87,7 +87,15 @@ def tick(n):
     for path in parents:
         doc_cgroups.append(cgroup_doc(path, level_of(path), 0, 0, None))
     for pod, ctr, pid in containers:
-        write(f"{cg_root}{ctr}/cpu.stat", f"usage_usec {usage_us}\nuser_usec {usage_us // 2}\nsystem_usec {usage_us // 2}\n")
+        # At a 10 % quota of a 100 ms period, throttled in 9 of 10 periods; stalled 5 % of the time.
+        write(f"{cg_root}{ctr}/cpu.stat",
+              f"usage_usec {usage_us}\nuser_usec {usage_us // 2}\nsystem_usec {usage_us // 2}\n"
+              f"nr_periods {n * 10}\nnr_throttled {n * 9}\nthrottled_usec {n * 900_000}\n")
+        for resource in ("cpu", "memory", "io"):
+            write(f"{cg_root}{ctr}/{resource}.pressure",
+                  f"some avg10=5.00 avg60=5.00 avg300=5.00 total={n * 50_000}\n"
+                  f"full avg10=2.00 avg60=2.00 avg300=2.00 total={n * 20_000}\n")
+        write(f"{cg_root}{ctr}/memory.events", f"low 0\nhigh 0\nmax {n}\noom 0\noom_kill 0\n")
         write(f"{cg_root}{ctr}/io.stat", io)
         write(f"{cg_root}{ctr}/memory.current", f"{(50 << 20) + n}\n")
         write(f"{cg_root}{ctr}/memory.peak", f"{(60 << 20)}\n")
@@ -95,7 +103,7 @@ def tick(n):
         doc_cgroups.append(cgroup_doc(pod, level_of(pod), 0, 0, None))
         doc_cgroups.append(cgroup_doc(ctr, level_of(ctr), usage_us * 1000, n, pid))
     doc = {
-        "schema_version": 1, "module_version": "bench", "kernel_release": os.uname().release,
+        "schema_version": 2, "module_version": "bench", "kernel_release": os.uname().release,
         "timestamp": {"wall_ns": now_wall, "boot_ns": now_boot},
         "system": {
             "memory": {"total_bytes": 24000000 * 1024, "free_bytes": 12000000 * 1024,
@@ -126,6 +134,8 @@ def cgroup_doc(path, level, usage_ns, n, pid):
         "io": {"read_bytes": n << 20, "write_bytes": n << 19, "cancelled_write_bytes": 0,
                "read_chars": n << 20, "write_chars": n << 19, "read_syscalls": n * 50, "write_syscalls": n * 50},
         "main_process": {"pid": pid, "name": "stressmix-stress", "cmdline": ["stressmix-stress", "cpu"]} if pid else None,
+        "pressure": {r: {"some_ns": n * 50_000_000, "full_ns": n * 20_000_000} for r in ("cpu", "memory", "io")},
+        "memory_events": {"low": 0, "high": 0, "max": n, "oom": 0, "oom_kill": 0},
     }
 
 
@@ -163,7 +173,8 @@ common = ["--no-kubernetes", "--interval", "1s", "--node-name", "bench", "--log-
 agents = {}
 metrics_ports = {}
 for name, extra in [
-    ("module", ["--source", "module", "--proc-root", proc_module]),
+    # The module agent reads cpu.stat's throttling lines from the same tree (no module reaches them).
+    ("module", ["--source", "module", "--proc-root", proc_module, "--cgroup-root", cg_root]),
     ("cgroupfs", ["--source", "cgroupfs", "--cgroup-root", cg_root, "--proc-root", proc_fallback]),
 ]:
     port = free_port()
