@@ -12,7 +12,9 @@
 
 mod bench;
 mod cg;
+mod contention;
 mod doc;
+mod kernel_files;
 mod loads;
 mod suite;
 
