@@ -3,16 +3,19 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use stressmix_api::readings::{ReadingBatch, limits};
+use stressmix_api::readings::{ContainerReading, OomKill, ReadingBatch, limits};
 
-use crate::attribution::{Attribution, PodIndex};
+use crate::attribution::{Attribution, PodIndex, RecentPods};
 use crate::metrics::Metrics;
+use crate::oom::{OomCount, OomTracker};
 use crate::rates::RateComputer;
 use crate::source::{Source, SourceError};
 
 pub struct Collector {
     source: Source,
     rates: RateComputer,
+    oom: OomTracker,
+    recent_pods: RecentPods,
     node_name: String,
     boot_id: String,
     next_sequence: u64,
@@ -27,6 +30,8 @@ impl Collector {
         Collector {
             source,
             rates: RateComputer::new(),
+            oom: OomTracker::new(),
+            recent_pods: RecentPods::new(),
             node_name,
             boot_id,
             next_sequence: 0,
@@ -69,7 +74,7 @@ impl Collector {
     }
 
     fn collect_inner(&mut self, pods: &PodIndex) -> Result<Option<ReadingBatch>, SourceError> {
-        let snapshot = self.source.read()?;
+        let (snapshot, field_sources) = self.source.read()?;
         if snapshot.truncated && !self.warned_truncated {
             self.warned_truncated = true;
             tracing::warn!(
@@ -77,6 +82,8 @@ impl Collector {
                 "the module's document is truncated (max_cgroups reached): some cgroups are missing"
             );
         }
+        let kills = self.oom.update(&snapshot);
+        let pods = self.recent_pods.merged(pods);
         let resets_before = self.rates.resets();
         let rates = self.rates.update(&snapshot);
         self.metrics
@@ -94,6 +101,22 @@ impl Collector {
                     false
                 }
             });
+        let oom_kills: Vec<OomKill> = kills
+            .into_iter()
+            .map(|k| attribute_kill(&pods, k))
+            .collect();
+        for kill in &oom_kills {
+            tracing::info!(
+                cgroup = kill.cgroup_path,
+                count = kill.count,
+                observed = ?kill.observed,
+                namespace = kill.namespace.as_deref().unwrap_or(""),
+                pod = kill.pod.as_deref().unwrap_or(""),
+                workload = kill.workload.as_deref().unwrap_or(""),
+                "OOM kill"
+            );
+        }
+        self.metrics.containers.update(&rates.cgroups, &oom_kills);
         self.metrics.readings.inc_by(rates.cgroups.len() as u64);
         self.metrics.batches_built.inc();
         let sequence = self.next_sequence;
@@ -107,9 +130,30 @@ impl Collector {
             source_reason: self.source_reason.clone(),
             node: rates.node,
             containers: rates.cgroups,
-            field_sources: None,
-            oom_kills: Vec::new(),
+            field_sources: Some(field_sources),
+            oom_kills,
         }))
+    }
+}
+
+/// Who the victim's cgroup belonged to, as a reading of that cgroup would be attributed.
+fn attribute_kill(pods: &PodIndex, kill: OomCount) -> OomKill {
+    let mut owner = ContainerReading {
+        cgroup_path: kill.cgroup_path,
+        ..ContainerReading::default()
+    };
+    pods.attribute(&mut owner);
+    OomKill {
+        cgroup_path: owner.cgroup_path,
+        count: kill.count,
+        observed: kill.observed,
+        namespace: owner.namespace,
+        pod: owner.pod,
+        pod_uid: owner.pod_uid,
+        container: owner.container,
+        workload: owner.workload,
+        kind: owner.kind,
+        slot: owner.slot,
     }
 }
 
@@ -152,7 +196,7 @@ mod tests {
         std::fs::write(work.join("cgroup.procs"), "").expect("write");
         std::fs::write(work.join("cpu.stat"), "usage_usec 0\n").expect("write");
         let reader = CgroupfsReader::new(root, "/proc".into(), false);
-        let metrics = Metrics::new();
+        let metrics = Metrics::new(100);
         let reason = "no-headers: no kernel headers for 6.1.0-99-amd64";
         let mut c = Collector::new(
             Source::Cgroupfs(reader),
@@ -200,7 +244,7 @@ mod tests {
             Source::Cgroupfs(reader),
             "node-a".into(),
             new_boot_id(),
-            Metrics::new(),
+            Metrics::new(100),
         )
         .with_source_reason(Some(long.clone()));
         let reason = c.source_reason.as_deref().expect("reason kept");
@@ -244,11 +288,12 @@ mod tests {
                 name: "lab-cpu-0".into(),
                 workload: Some("lab".into()),
                 kind: Some("cpu".into()),
+                slot: Some(0),
                 containers: [(container.clone(), "stress".to_owned())].into(),
                 containers_settled: true,
             },
         );
-        let metrics = Metrics::new();
+        let metrics = Metrics::new(100);
         let reader = CgroupfsReader::new(root, "/proc".into(), false);
         let mut c = Collector::new(
             Source::Cgroupfs(reader),
@@ -278,5 +323,97 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    /// A cgroup as cgroupfs shows it, with memory files and `oom_kill` kills so far.
+    fn memory_cgroup(dir: &std::path::Path, current: u64, oom_kill: u64) {
+        std::fs::create_dir_all(dir).expect("mkdir");
+        for (name, text) in [
+            ("cgroup.procs", String::new()),
+            ("cpu.stat", "usage_usec 0\n".to_owned()),
+            ("memory.current", format!("{current}\n")),
+            ("memory.max", "67108864\n".to_owned()),
+            (
+                "memory.events",
+                format!("low 0\nhigh 0\nmax {oom_kill}\noom {oom_kill}\noom_kill {oom_kill}\n"),
+            ),
+        ] {
+            std::fs::write(dir.join(name), text).expect("write");
+        }
+    }
+
+    /// The victim's container cgroup is gone at the next collection, a new container took its
+    /// place and the pod was deleted: the kill, read from the pod's counter, still goes to the
+    /// victim's Workload, kind and slot, and shows in `/metrics`.
+    #[test]
+    fn an_oom_kill_is_attributed_across_a_replaced_container_of_a_deleted_pod() {
+        let uid = "e0fb2441-5f1b-454d-a1a5-1832f583e779";
+        let victim = "9".repeat(64);
+        let tmp = tempfile::tempdir().expect("tmp");
+        let root = tmp.path().join("cg");
+        let qos = root.join("kubepods");
+        let pod_dir = qos.join(format!("pod{uid}"));
+        std::fs::create_dir_all(&root).expect("mkdir");
+        std::fs::write(root.join("cgroup.controllers"), "cpu memory\n").expect("write");
+        memory_cgroup(&qos, 1 << 20, 0);
+        memory_cgroup(&pod_dir, 1 << 20, 0);
+        memory_cgroup(&pod_dir.join(&victim), 60 << 20, 0);
+        let mut pods = PodIndex::new();
+        pods.insert(
+            uid.into(),
+            crate::attribution::PodInfo {
+                namespace: "stress".into(),
+                name: "lab-memory-2".into(),
+                workload: Some("lab".into()),
+                kind: Some("memory".into()),
+                slot: Some(2),
+                containers: [(victim.clone(), "stress".to_owned())].into(),
+                containers_settled: true,
+            },
+        );
+        let metrics = Metrics::new(100);
+        let reader = CgroupfsReader::new(root, "/proc".into(), false);
+        let mut c = Collector::new(
+            Source::Cgroupfs(reader),
+            "node-a".into(),
+            new_boot_id(),
+            metrics.clone(),
+        );
+        assert!(c.collect(&pods).expect("first").is_none());
+        let batch = c.collect(&pods).expect("second").expect("batch");
+        assert!(batch.oom_kills.is_empty());
+
+        std::fs::remove_dir_all(pod_dir.join(&victim)).expect("rm");
+        memory_cgroup(&pod_dir.join("8".repeat(64)), 1 << 20, 0);
+        memory_cgroup(&pod_dir, 1 << 20, 1);
+        memory_cgroup(&qos, 1 << 20, 1);
+        let batch = c.collect(&PodIndex::new()).expect("third").expect("batch");
+        batch.validate().expect("valid");
+        assert_eq!(batch.oom_kills.len(), 1, "{:?}", batch.oom_kills);
+        let kill = &batch.oom_kills[0];
+        assert_eq!(kill.cgroup_path, format!("/kubepods/pod{uid}/{victim}"));
+        assert_eq!(kill.count, 1);
+        assert_eq!(
+            kill.observed,
+            stressmix_api::readings::OomObservation::Ancestor
+        );
+        assert_eq!(kill.workload.as_deref(), Some("lab"));
+        assert_eq!(kill.kind.as_deref(), Some("memory"));
+        assert_eq!(kill.slot, Some(2));
+        assert_eq!(kill.pod.as_deref(), Some("lab-memory-2"));
+        assert_eq!(kill.container.as_deref(), Some("stress"));
+        let sources = batch.field_sources.expect("sources");
+        assert_eq!(sources.memory_events, Some(ReadingSource::Cgroupfs));
+        assert_eq!(sources.pressure, None, "no pressure files here");
+        let text = metrics.encode();
+        assert!(
+            text.contains(
+                "stressmix_agent_container_oom_kills_total{namespace=\"stress\",pod=\"lab-memory-2\",container=\"stress\",workload=\"lab\",kind=\"memory\"} 1"
+            ),
+            "{text}"
+        );
+        // Counted once.
+        let batch = c.collect(&PodIndex::new()).expect("fourth").expect("batch");
+        assert!(batch.oom_kills.is_empty());
     }
 }

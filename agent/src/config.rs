@@ -89,7 +89,8 @@ pub struct Config {
     #[arg(long, env = "STRESSMIX_MODULE_STATUS_FILE")]
     pub module_status_file: Option<PathBuf>,
 
-    /// The cgroup v2 mount read by the fallback.
+    /// The node's cgroup v2 mount: the fallback reads everything there; with the module, the
+    /// throttling lines of `cpu.stat` (and, from a schema-1 module, pressure and memory events).
     #[arg(long, env = "STRESSMIX_CGROUP_ROOT", default_value = "/sys/fs/cgroup")]
     pub cgroup_root: PathBuf,
 
@@ -109,6 +110,11 @@ pub struct Config {
     /// and logged). The default holds 12.5 minutes at the default 5 s interval.
     #[arg(long, env = "STRESSMIX_BUFFER_BATCHES", default_value_t = 150)]
     pub buffer_batches: usize,
+
+    /// Most containers in the per-container series of `/metrics` (each has a dozen series); the
+    /// rest are left out and counted in `stressmix_agent_container_series_dropped`.
+    #[arg(long, env = "STRESSMIX_METRICS_MAX_CONTAINERS", default_value_t = 500)]
+    pub metrics_max_containers: usize,
 
     /// First retry delay; doubles per failure (with jitter) up to `--backoff-max`.
     #[arg(long, env = "STRESSMIX_BACKOFF_INITIAL", default_value = "500ms", value_parser = parse_positive)]

@@ -17,6 +17,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::attribution::Attribution;
+use crate::container_metrics::ContainerMetrics;
 use crate::module_status::Cause;
 
 type Labels = Vec<(&'static str, &'static str)>;
@@ -68,12 +69,17 @@ pub struct Metrics {
     source_info: Family<Labels, Gauge>,
     /// Counter decreases (resets) seen while computing rates.
     pub counter_resets: Counter,
+    /// Usage, pressure, throttling and OOM kills per pod container.
+    pub containers: Arc<ContainerMetrics>,
     last_success_unix_ms: AtomicU64,
 }
 
 impl Metrics {
-    pub fn new() -> Arc<Self> {
+    /// The agent's metrics, with per-container series for at most `max_containers` containers.
+    pub fn new(max_containers: usize) -> Arc<Self> {
         let mut registry = Registry::with_prefix("stressmix_agent");
+        let containers = Arc::new(ContainerMetrics::new(max_containers));
+        registry.register_collector(Box::new(containers.clone()));
         let readings = Counter::default();
         registry.register("readings", "Container readings shipped", readings.clone());
         let not_shipped = Family::<Labels, Counter>::default();
@@ -172,6 +178,7 @@ impl Metrics {
             source,
             source_info,
             counter_resets,
+            containers,
             last_success_unix_ms: AtomicU64::new(0),
         })
     }
@@ -285,7 +292,7 @@ mod tests {
 
     #[test]
     fn exposes_the_promised_series() {
-        let m = Metrics::new();
+        let m = Metrics::new(10);
         m.readings.inc_by(3);
         m.dropped(DropReason::BufferFull, 2);
         m.set_source("cgroupfs");
@@ -310,7 +317,7 @@ mod tests {
 
     #[test]
     fn health_follows_the_last_success() {
-        let m = Metrics::new();
+        let m = Metrics::new(10);
         assert!(!m.healthy(Duration::from_secs(10)));
         m.collection_succeeded();
         assert!(m.healthy(Duration::from_secs(10)));

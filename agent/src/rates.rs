@@ -7,10 +7,13 @@
 //! - A counter that went down (a reset: the per-process I/O sums drop when a process exits) counts
 //!   as zero for that interval, so no rate is ever negative; resets are counted.
 //! - Cgroups that vanished are forgotten: the state only keeps the latest snapshot's cgroups.
+//! - Pressure (% of the interval stalled) and throttling need the counters at both ends of the
+//!   interval; a cgroup without them (PSI off, no `cpu` controller) has `None` there. Throttled
+//!   periods are a share of the periods that elapsed: `None` when none did (no quota, or idle).
 
 use std::collections::HashMap;
 
-use stressmix_api::kmod::{Cgroup, Snapshot};
+use stressmix_api::kmod::{Cgroup, CgroupPressure, CpuThrottling, Snapshot};
 use stressmix_api::readings::{ContainerReading, NodeReading};
 
 /// The counters of one cgroup that rates are computed from.
@@ -21,6 +24,8 @@ struct Counters {
     read_bytes: u64,
     write_bytes: u64,
     io_ops: u64,
+    pressure: Option<CgroupPressure>,
+    throttling: Option<CpuThrottling>,
 }
 
 impl Counters {
@@ -34,8 +39,19 @@ impl Counters {
                 .io
                 .read_syscalls
                 .saturating_add(cgroup.io.write_syscalls),
+            pressure: cgroup.pressure,
+            throttling: cgroup.cpu_throttling,
         }
     }
+}
+
+/// The contention fields of one reading.
+#[derive(Debug, Default)]
+struct Contention {
+    /// cpu some/full, memory some/full, io some/full, percent of the interval.
+    pressure: [Option<f64>; 6],
+    throttled_periods_percent: Option<f64>,
+    throttled_seconds_per_sec: Option<f64>,
 }
 
 #[derive(Debug)]
@@ -124,6 +140,15 @@ impl RateComputer {
             let per_sec = |d: u64| d as f64 / dt;
             let cpu_percent = self.delta(before.cpu_ns, after.cpu_ns) as f64 / dt_ns as f64 * 100.0;
             let memory_bytes = cgroup.memory.map_or(0, |m| m.current_bytes);
+            let contention = self.contention(before, &after, dt_ns);
+            let [
+                cpu_some,
+                cpu_full,
+                memory_some,
+                memory_full,
+                io_some,
+                io_full,
+            ] = contention.pressure;
             cgroups.push(ContainerReading {
                 cgroup_id: Some(cgroup.id),
                 cgroup_path: path.into_owned(),
@@ -140,6 +165,14 @@ impl RateComputer {
                     self.delta(before.write_bytes, after.write_bytes),
                 ),
                 io_ops_per_sec: per_sec(self.delta(before.io_ops, after.io_ops)),
+                cpu_pressure_some_percent: cpu_some,
+                cpu_pressure_full_percent: cpu_full,
+                memory_pressure_some_percent: memory_some,
+                memory_pressure_full_percent: memory_full,
+                io_pressure_some_percent: io_some,
+                io_pressure_full_percent: io_full,
+                cpu_throttled_periods_percent: contention.throttled_periods_percent,
+                cpu_throttled_seconds_per_sec: contention.throttled_seconds_per_sec,
                 // Attribution (pod, Workload, kind) is the attribution module's job.
                 ..ContainerReading::default()
             });
@@ -150,6 +183,34 @@ impl RateComputer {
             node,
             cgroups,
         })
+    }
+
+    fn contention(&mut self, before: &Counters, after: &Counters, dt_ns: u64) -> Contention {
+        let mut out = Contention::default();
+        let share = |part: u64, whole: u64| (part as f64 / whole as f64 * 100.0).clamp(0.0, 100.0);
+        if let (Some(b), Some(a)) = (before.pressure, after.pressure) {
+            let pairs = [
+                (b.cpu.some_ns, a.cpu.some_ns),
+                (b.cpu.full_ns, a.cpu.full_ns),
+                (b.memory.some_ns, a.memory.some_ns),
+                (b.memory.full_ns, a.memory.full_ns),
+                (b.io.some_ns, a.io.some_ns),
+                (b.io.full_ns, a.io.full_ns),
+            ];
+            for (slot, (b, a)) in out.pressure.iter_mut().zip(pairs) {
+                // The module's totals lag by up to the kernel's 2 s averaging period, so one
+                // interval may catch up more than its length: capped at all of it.
+                *slot = Some(share(self.delta(b, a), dt_ns));
+            }
+        }
+        if let (Some(b), Some(a)) = (before.throttling, after.throttling) {
+            let periods = self.delta(b.nr_periods, a.nr_periods);
+            let throttled = self.delta(b.nr_throttled, a.nr_throttled);
+            out.throttled_periods_percent = (periods > 0).then(|| share(throttled, periods));
+            out.throttled_seconds_per_sec =
+                Some(self.delta(b.throttled_ns, a.throttled_ns) as f64 / dt_ns as f64);
+        }
+        out
     }
 
     /// The growth of a counter; a decrease is a reset and counts as no growth.
@@ -342,5 +403,106 @@ mod tests {
         assert!(r.update(&s0).is_none());
         let rates = r.update(&later(&s0, 1, 0, |_| {})).expect("rates");
         assert!(rates.cgroups.iter().all(|c| c.memory_percent == 0.0));
+    }
+
+    fn with_contention(s: &Snapshot) -> Snapshot {
+        use stressmix_api::kmod::PressureTotals;
+        let totals = |v: u64| PressureTotals {
+            some_ns: v,
+            full_ns: v / 2,
+        };
+        later(s, 0, 0, |c| {
+            c.pressure = Some(CgroupPressure {
+                cpu: totals(1_000_000_000),
+                memory: totals(0),
+                io: totals(0),
+            });
+            c.cpu_throttling = Some(CpuThrottling {
+                nr_periods: 100,
+                nr_throttled: 10,
+                throttled_ns: 5_000_000_000,
+            });
+        })
+    }
+
+    #[test]
+    fn pressure_and_throttling_rates() {
+        let s0 = with_contention(&base());
+        let mut r = RateComputer::new();
+        assert!(r.update(&s0).is_none());
+        // 10 s: cpu some stalled 2.5 s (full 1.25 s), memory some 1 s; 100 periods of which 90
+        // throttled, 7 s throttled in all.
+        let s1 = later(&s0, 10, 0, |c| {
+            if let Some(p) = &mut c.pressure {
+                p.cpu.some_ns += 2_500_000_000;
+                p.cpu.full_ns += 1_250_000_000;
+                p.memory.some_ns += 1_000_000_000;
+            }
+            if let Some(t) = &mut c.cpu_throttling {
+                t.nr_periods += 100;
+                t.nr_throttled += 90;
+                t.throttled_ns += 7_000_000_000;
+            }
+        });
+        let rates = r.update(&s1).expect("rates");
+        assert!(!rates.cgroups.is_empty());
+        for c in &rates.cgroups {
+            assert_eq!(c.cpu_pressure_some_percent, Some(25.0));
+            assert_eq!(c.cpu_pressure_full_percent, Some(12.5));
+            assert_eq!(c.memory_pressure_some_percent, Some(10.0));
+            assert_eq!(c.memory_pressure_full_percent, Some(0.0));
+            assert_eq!(c.io_pressure_some_percent, Some(0.0));
+            assert_eq!(c.cpu_throttled_periods_percent, Some(90.0));
+            assert_eq!(c.cpu_throttled_seconds_per_sec, Some(0.7));
+        }
+        // No period elapsed (no quota, or idle): no share of periods, still 0 s/s throttled; a
+        // pressure total that went down (a reset) is no stall, never a negative one.
+        let s2 = later(&s1, 10, 0, |c| {
+            if let Some(p) = &mut c.pressure {
+                p.cpu.some_ns = 0;
+            }
+        });
+        let resets = r.resets();
+        let rates = r.update(&s2).expect("rates");
+        for c in &rates.cgroups {
+            assert_eq!(c.cpu_throttled_periods_percent, None);
+            assert_eq!(c.cpu_throttled_seconds_per_sec, Some(0.0));
+            assert_eq!(c.cpu_pressure_some_percent, Some(0.0));
+        }
+        assert_eq!(r.resets(), resets + rates.cgroups.len() as u64);
+        // A lagging total that catches up more than the interval is capped at all of it.
+        let s3 = later(&s2, 1, 0, |c| {
+            if let Some(p) = &mut c.pressure {
+                p.memory.some_ns += 3_000_000_000;
+            }
+        });
+        let rates = r.update(&s3).expect("rates");
+        assert!(
+            rates
+                .cgroups
+                .iter()
+                .all(|c| c.memory_pressure_some_percent == Some(100.0))
+        );
+    }
+
+    #[test]
+    fn contention_needs_counters_at_both_ends() {
+        // Schema 1 document, no cpu.stat throttling: nothing to say.
+        let s0 = base();
+        let mut r = RateComputer::new();
+        assert!(r.update(&s0).is_none());
+        let s1 = with_contention(&later(&s0, 1, 0, |_| {}));
+        let rates = r.update(&s1).expect("rates");
+        for c in &rates.cgroups {
+            assert_eq!(c.cpu_pressure_some_percent, None);
+            assert_eq!(c.cpu_throttled_seconds_per_sec, None);
+        }
+        let rates = r.update(&later(&s1, 1, 0, |_| {})).expect("rates");
+        assert!(
+            rates
+                .cgroups
+                .iter()
+                .all(|c| c.cpu_pressure_some_percent == Some(0.0))
+        );
     }
 }

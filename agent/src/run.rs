@@ -137,6 +137,7 @@ pub fn choose_source(config: &Config, kernel: &impl Kernel) -> Result<Chosen, Ru
     let on_module = |state: ModuleState| Chosen {
         source: Source::Module {
             proc_path: module.proc_path.clone(),
+            cgroup_root: config.cgroup_root.clone(),
         },
         module_state: Some(state),
         why: stale.clone(),
@@ -233,7 +234,7 @@ impl Pods {
 }
 
 pub async fn run(config: Config) -> Result<(), RunError> {
-    let metrics = Metrics::new();
+    let metrics = Metrics::new(config.metrics_max_containers);
     let node = node_name(&config)?;
     let boot_id = new_boot_id();
     let kernel = LiveKernel::default();

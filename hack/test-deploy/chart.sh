@@ -165,6 +165,13 @@ chart_lint_and_template() {
 		'"initContainers" in pod("DaemonSet", "stressmix-agent")' false
 	expect_query "module mode none: no --module-status-file" "$default" \
 		'[a for a in ctr("DaemonSet", "stressmix-agent", "agent")["args"] if "module-status" in a]' '[]'
+	expect_count "$default" ServiceMonitor "" 0
+	expect_query "agent pods: Prometheus scrape annotations on the metrics port" "$default" \
+		'obj("DaemonSet", "stressmix-agent")["spec"]["template"]["metadata"]["annotations"]' \
+		'{"prometheus.io/path": "/metrics", "prometheus.io/port": "9100", "prometheus.io/scrape": "true"}'
+	expect_query "agent: per-container series bounded at 500 containers" "$default" \
+		'[a for a in ctr("DaemonSet", "stressmix-agent", "agent")["args"] if "max-containers" in a]' \
+		'["--metrics-max-containers=500"]'
 	expect_query "agent pod shares the node's PID namespace (hostPID)" "$default" \
 		'pod("DaemonSet", "stressmix-agent")["hostPID"]' true
 	expect_query "every workload selects Linux nodes" "$default" \
@@ -223,6 +230,11 @@ chart_lint_and_template() {
 	expect_query "Infinity plugin from the mirror URL" "$nondefault" \
 		'env(ctr("Deployment", "stressmix-grafana", "grafana"), "GF_PLUGINS_PREINSTALL_SYNC")["value"]' \
 		'yesoreyeram-infinity-datasource@3.8.0@https://mirror.example/yesoreyeram-infinity-datasource-3.8.0.linux_amd64.zip'
+	expect_query "ServiceMonitor: the agents' metrics port via a headless Service, user labels" "$nondefault" \
+		'[obj("ServiceMonitor", "stressmix-agent")["spec"]["endpoints"][0]["port"], obj("ServiceMonitor", "stressmix-agent")["spec"]["endpoints"][0]["interval"], obj("ServiceMonitor", "stressmix-agent")["metadata"]["labels"]["release"], obj("Service", "stressmix-agent-metrics")["spec"]["clusterIP"], obj("Service", "stressmix-agent-metrics")["spec"]["selector"] == obj("DaemonSet", "stressmix-agent")["spec"]["selector"]["matchLabels"], obj("ServiceMonitor", "stressmix-agent")["spec"]["selector"]["matchLabels"] == obj("DaemonSet", "stressmix-agent")["spec"]["selector"]["matchLabels"]]' \
+		'["metrics", "15s", "prom", "None", true, true]'
+	expect_query "scrape annotations off by value" "$nondefault" \
+		'"annotations" in obj("DaemonSet", "stressmix-agent")["spec"]["template"]["metadata"]' false
 	expect_query "metricsFrom empty: operator and agent admit nothing" "$nondefault" \
 		'[obj("NetworkPolicy", n)["spec"]["ingress"] for n in ("stressmix-operator", "stressmix-agent")]' '[[], []]'
 	expect_query "NodePort log service: second rule admits only logsvcNodePortFrom" "$nondefault" \
@@ -301,6 +313,8 @@ chart_schema_refusals() {
 		render --set operator.replicas=0
 	expect_refused "zero agent interval" "/agent/intervalSeconds.*minimum: got 0, want 1" \
 		render --set agent.intervalSeconds=0
+	expect_refused "ServiceMonitor interval without a unit" "/agent/prometheus/serviceMonitor/interval.*does not match pattern" \
+		render --set agent.prometheus.serviceMonitor.interval=half-a-minute
 	expect_refused "LoadBalancer log service" "/logsvc/service/type.*must be one of 'ClusterIP', 'NodePort'" \
 		render --set logsvc.service.type=LoadBalancer
 	expect_refused "anonymous role that Grafana lacks" "/grafana/anonymous/role.*must be one of 'Viewer', 'Editor', 'Admin'" \

@@ -7,7 +7,7 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 
-use super::{LABEL_KIND, LABEL_WORKLOAD, PodIndex, PodInfo};
+use super::{LABEL_KIND, LABEL_SLOT, LABEL_WORKLOAD, PodIndex, PodInfo};
 use crate::cgroup_path::strip_runtime_prefix;
 
 pub struct PodWatch {
@@ -77,6 +77,7 @@ pub fn pod_info(pod: &Pod) -> Option<(String, PodInfo)> {
             name: pod.name_any(),
             workload: labels.get(LABEL_WORKLOAD).cloned(),
             kind: labels.get(LABEL_KIND).cloned(),
+            slot: labels.get(LABEL_SLOT).and_then(|s| s.parse().ok()),
             containers,
             containers_settled: containers_settled(pod),
         },
@@ -118,7 +119,7 @@ mod tests {
                 "name": "lab-memory-1",
                 "namespace": "stress",
                 "uid": "6f1c2a9e-3b7d-4c1e-9a2b-0d5e8f7a6b4c",
-                "labels": {"stressmix.dev/workload": "lab", "stressmix.dev/kind": "memory"}
+                "labels": {"stressmix.dev/workload": "lab", "stressmix.dev/kind": "memory", "stressmix.dev/slot": "1"}
             },
             "spec": {"nodeName": "n1", "containers": [{"name": "stress"}]},
             "status": {
@@ -141,6 +142,7 @@ mod tests {
         assert_eq!(info.name, "lab-memory-1");
         assert_eq!(info.workload.as_deref(), Some("lab"));
         assert_eq!(info.kind.as_deref(), Some("memory"));
+        assert_eq!(info.slot, Some(1));
         assert_eq!(
             info.containers.get(&"c".repeat(64)).map(String::as_str),
             Some("stress")

@@ -10,7 +10,7 @@ use stressmix_api::readings::{ContainerReading, SYSTEM_KIND};
 
 use crate::cgroup_path::{CgroupOwner, parse_cgroup_path};
 
-pub use stressmix_api::labels::{LABEL_KIND, LABEL_WORKLOAD};
+pub use stressmix_api::labels::{LABEL_KIND, LABEL_SLOT, LABEL_WORKLOAD};
 
 /// What attribution needs to know about one pod on this node.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -19,6 +19,8 @@ pub struct PodInfo {
     pub name: String,
     pub workload: Option<String>,
     pub kind: Option<String>,
+    /// The pod's slot in its Workload and kind (label `stressmix.dev/slot`).
+    pub slot: Option<u32>,
     /// Container id (64 hex, runtime prefix stripped) → container name.
     pub containers: HashMap<String, String>,
     /// Every container of the pod's spec is running under the id above (or has finished for good):
@@ -101,6 +103,7 @@ impl PodIndex {
             if let Some(kind) = &pod.kind {
                 reading.kind = Some(kind.clone());
             }
+            reading.slot = pod.slot;
             if let Some(id) = &owner.container_id {
                 reading.container = pod.containers.get(id).cloned();
                 if reading.container.is_none() && pod.containers_settled {
@@ -111,6 +114,40 @@ impl PodIndex {
         reading.pod_uid = Some(owner.pod_uid);
         reading.container_id = owner.container_id;
         attribution
+    }
+}
+
+/// Pods stay known for a while after they leave the API server's view: the operator deletes a
+/// finished pod within seconds (an OOM-killed one too), before the agent's next collection reads
+/// the kill in its cgroup's ancestors. Without them the kill would be of kind "system".
+#[derive(Debug, Default)]
+pub struct RecentPods {
+    /// By UID: the pod and how many collections ago it was last in the index.
+    pods: HashMap<String, (PodInfo, u32)>,
+}
+
+impl RecentPods {
+    /// Collections a departed pod stays known (5 minutes at the default 5 s interval).
+    pub const KEEP: u32 = 60;
+
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `current` plus the pods that left it in the last [`Self::KEEP`] collections.
+    pub fn merged(&mut self, current: &PodIndex) -> PodIndex {
+        self.pods.retain(|uid, (_, age)| {
+            *age += 1;
+            *age <= Self::KEEP && !current.pods.contains_key(uid)
+        });
+        let mut index = current.clone();
+        for (uid, (pod, _)) in &self.pods {
+            index.pods.insert(uid.clone(), pod.clone());
+        }
+        for (uid, pod) in &current.pods {
+            self.pods.insert(uid.clone(), (pod.clone(), 0));
+        }
+        index
     }
 }
 
@@ -138,6 +175,7 @@ mod tests {
                 name: "lab-cpu-0".into(),
                 workload: Some("lab".into()),
                 kind: Some("cpu".into()),
+                slot: Some(3),
                 containers: [(CID.to_owned(), "stress".to_owned())].into(),
                 containers_settled: true,
             },
@@ -154,6 +192,7 @@ mod tests {
         assert_eq!(r.container.as_deref(), Some("stress"));
         assert_eq!(r.workload.as_deref(), Some("lab"));
         assert_eq!(r.kind.as_deref(), Some("cpu"));
+        assert_eq!(r.slot, Some(3));
         assert_eq!(r.pod_uid.as_deref(), Some(UID));
         assert_eq!(r.container_id.as_deref(), Some(CID));
     }
@@ -245,5 +284,26 @@ mod tests {
         assert_eq!(r.kind.as_deref(), Some(SYSTEM_KIND));
         assert_eq!(r.pod.as_deref(), Some("coredns-1"));
         assert_eq!(r.workload, None);
+    }
+
+    #[test]
+    fn departed_pods_stay_known_for_a_while() {
+        let path = format!("/kubepods/pod{UID}/{CID}");
+        let mut recent = RecentPods::new();
+        let merged = recent.merged(&index());
+        let mut r = reading(&path);
+        merged.attribute(&mut r);
+        assert_eq!(r.workload.as_deref(), Some("lab"));
+        // The pod is deleted: still attributed for KEEP collections, then no more.
+        for _ in 0..RecentPods::KEEP {
+            let mut r = reading(&path);
+            recent.merged(&PodIndex::new()).attribute(&mut r);
+            assert_eq!(r.pod.as_deref(), Some("lab-cpu-0"));
+            assert_eq!(r.slot, Some(3));
+        }
+        let mut r = reading(&path);
+        recent.merged(&PodIndex::new()).attribute(&mut r);
+        assert_eq!(r.pod, None);
+        assert_eq!(r.kind.as_deref(), Some(SYSTEM_KIND));
     }
 }

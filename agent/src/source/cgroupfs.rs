@@ -8,6 +8,8 @@
 //! - I/O: the module sums per-task accounting; cgroupfs only has block-layer `io.stat`, so here
 //!   `read_bytes`/`write_bytes` are `rbytes`/`wbytes` and the "syscall" counts are block I/O
 //!   operations (`rios`/`wios`), own share only like CPU. Batches say `source: cgroupfs`.
+//! - pressure, memory events and throttling from `*.pressure`, `memory.events` and `cpu.stat`
+//!   (see [`super::kernel_files`]), hierarchical as the files are.
 //! - tasks from `cgroup.procs`/`cgroup.threads`; the main process is the one that started first
 //!   (`/proc/<pid>/stat` field 22), with its `comm` and `cmdline`.
 //!
@@ -18,12 +20,13 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use stressmix_api::kmod::{
-    CgroupCpu, CgroupFilter, CgroupIo, CgroupMemory, CgroupTasks, KString, MainProcess,
-    SCHEMA_VERSION, Snapshot, System,
+    CgroupCpu, CgroupFilter, CgroupIo, CgroupMemory, CgroupPressure, CgroupTasks, CpuThrottling,
+    KString, MainProcess, MemoryEvents, SCHEMA_VERSION, Snapshot, System,
 };
 
 use super::SourceError;
 use super::host;
+use super::kernel_files;
 use crate::cgroup_path::is_container_id;
 
 pub struct CgroupfsReader {
@@ -80,6 +83,9 @@ struct Entry {
     totals: Totals,
     tasks: CgroupTasks,
     main_process: Option<MainProcess>,
+    pressure: Option<CgroupPressure>,
+    memory_events: Option<MemoryEvents>,
+    cpu_throttling: Option<CpuThrottling>,
 }
 
 impl CgroupfsReader {
@@ -186,9 +192,9 @@ impl CgroupfsReader {
                         write_syscalls: own.wios,
                     },
                     main_process: e.main_process,
-                    pressure: None,
-                    memory_events: None,
-                    cpu_throttling: None,
+                    pressure: e.pressure,
+                    memory_events: e.memory_events,
+                    cpu_throttling: e.cpu_throttling,
                 }
             })
             .collect();
@@ -227,8 +233,9 @@ impl CgroupfsReader {
             })
         });
         let mut totals = Totals::default();
-        if let Some(stat) = read("cpu.stat") {
-            parse_cpu_stat(&stat, &mut totals);
+        let stat = read("cpu.stat");
+        if let Some(stat) = &stat {
+            parse_cpu_stat(stat, &mut totals);
         }
         if let Some(io) = read("io.stat") {
             parse_io_stat(&io, &mut totals);
@@ -256,6 +263,9 @@ impl CgroupfsReader {
                 threads: u32::try_from(threads).unwrap_or(u32::MAX),
             },
             main_process: self.main_process(&visible),
+            pressure: kernel_files::read_pressure(dir).ok().flatten(),
+            memory_events: kernel_files::read_memory_events(dir).ok().flatten(),
+            cpu_throttling: stat.as_deref().and_then(kernel_files::parse_cpu_throttling),
         })
     }
 
@@ -308,12 +318,7 @@ fn is_container_cgroup(path: &str) -> bool {
 }
 
 fn parse_cpu_stat(text: &str, totals: &mut Totals) {
-    for line in text.lines() {
-        let mut words = line.split_whitespace();
-        let (Some(key), Some(value)) = (words.next(), words.next()) else {
-            continue;
-        };
-        let value = value.parse::<u64>().unwrap_or(0);
+    for (key, value) in kernel_files::keyed_values(text) {
         match key {
             "usage_usec" => totals.usage_us = value,
             "user_usec" => totals.user_us = value,

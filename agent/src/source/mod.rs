@@ -2,12 +2,13 @@
 
 pub mod cgroupfs;
 pub mod host;
+pub mod kernel_files;
 
 use std::io;
 use std::path::PathBuf;
 
 use stressmix_api::kmod::{Snapshot, UnsupportedSchema};
-use stressmix_api::readings::ReadingSource;
+use stressmix_api::readings::{FieldSources, ReadingSource};
 
 pub use cgroupfs::CgroupfsReader;
 
@@ -35,7 +36,12 @@ pub enum SourceError {
 
 /// The counter source in use for the agent's lifetime.
 pub enum Source {
-    Module { proc_path: PathBuf },
+    /// The module's document; the counters it lacks come from the cgroupfs mounted at
+    /// `cgroup_root` (see [`kernel_files::complete`]).
+    Module {
+        proc_path: PathBuf,
+        cgroup_root: PathBuf,
+    },
     Cgroupfs(CgroupfsReader),
 }
 
@@ -47,11 +53,22 @@ impl Source {
         }
     }
 
-    /// One snapshot of every cgroup's cumulative counters.
-    pub fn read(&self) -> Result<Snapshot, SourceError> {
+    /// One snapshot of every cgroup's cumulative counters, and where each group of them came from.
+    pub fn read(&self) -> Result<(Snapshot, FieldSources), SourceError> {
         match self {
-            Source::Module { proc_path } => read_module_document(proc_path),
-            Source::Cgroupfs(reader) => reader.read(),
+            Source::Module {
+                proc_path,
+                cgroup_root,
+            } => {
+                let mut snapshot = read_module_document(proc_path)?;
+                let sources = kernel_files::complete(&mut snapshot, cgroup_root, self.kind());
+                Ok((snapshot, sources))
+            }
+            Source::Cgroupfs(reader) => {
+                let snapshot = reader.read()?;
+                let sources = kernel_files::sources_of(&snapshot, self.kind(), [false; 3]);
+                Ok((snapshot, sources))
+            }
         }
     }
 }
