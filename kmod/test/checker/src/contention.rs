@@ -8,11 +8,11 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
+use stressmix_agent::source::kernel_files;
 use stressmix_api::kmod::{MemoryEvents, PressureTotals};
 
 use crate::cg;
 use crate::doc;
-use crate::kernel_files;
 use crate::suite::{PROC, find, wait_for, within};
 
 /// `cpu.max` of the throttled cgroup: 10 ms every 100 ms, 10 % of one CPU.
@@ -95,6 +95,11 @@ pub fn oom_kill(exe: &Path, path: &[u8]) -> Result<()> {
     ensure!(
         before == after,
         "memory.events moved: {before:?} then {after:?}"
+    );
+    let agent = kernel_files::read_memory_events(&dir)?.context("agent: no memory.events")?;
+    ensure!(
+        agent == before,
+        "agent's reader {agent:?} vs memory.events {before:?}"
     );
     let c = find(&s, path)?;
     let got = c
@@ -255,8 +260,9 @@ pub fn pressure(t: &Paths) -> Result<()> {
     Ok(())
 }
 
-/// The throttled hog, stopped: throttling read from `cpu.stat` (the agent's reader) equals the
-/// file within 1 %, and the module's CPU time of the hog is about 10 % of its wall time.
+/// The throttled hog, stopped: throttling read from `cpu.stat` by the agent's reader
+/// (`stressmix_agent::source::kernel_files`) equals the file within 1 %, and the module's CPU time
+/// of the hog is about 10 % of its wall time.
 pub fn throttling(hog: Option<&(Child, Instant)>, path: &[u8]) -> Result<()> {
     let (child, start) = hog.context("the throttled hog did not start")?;
     if let Some(rest) = HOG_RUN.checked_sub(start.elapsed()) {

@@ -14,7 +14,6 @@ mod bench;
 mod cg;
 mod contention;
 mod doc;
-mod kernel_files;
 mod loads;
 mod suite;
 
