@@ -127,6 +127,26 @@ static void sm_cmdline(struct sm_out *o, const struct sm_cgroup *c)
 	sm_putc(o, ']');
 }
 
+static void sm_pressure(struct sm_out *o, const struct sm_cgroup *c)
+{
+	static const char * const names[SM_PSI_NR] = {
+		[SM_PSI_CPU] = "cpu",
+		[SM_PSI_MEMORY] = "memory",
+		[SM_PSI_IO] = "io",
+	};
+	int r;
+
+	if (!c->has_psi) {
+		sm_puts(o, ",\"pressure\":null");
+		return;
+	}
+	sm_puts(o, ",\"pressure\":{");
+	for (r = 0; r < SM_PSI_NR; r++)
+		sm_printf(o, "%s\"%s\":{\"some_ns\":%llu,\"full_ns\":%llu}", r ? "," : "",
+			  names[r], c->psi[r].some, c->psi[r].full);
+	sm_putc(o, '}');
+}
+
 static void sm_cgroup(struct sm_out *o, const struct sm_cgroup *c)
 {
 	sm_printf(o, "{\"id\":%llu,\"level\":%u,\"path\":", c->id, c->level);
@@ -138,8 +158,13 @@ static void sm_cgroup(struct sm_out *o, const struct sm_cgroup *c)
 			sm_printf(o, "\"limit_bytes\":%llu}", c->mem_limit);
 		else
 			sm_puts(o, "\"limit_bytes\":null}");
+		sm_printf(o, ",\"memory_events\":{\"low\":%llu,\"high\":%llu,\"max\":%llu,",
+			  c->mem_events[SM_MEM_LOW], c->mem_events[SM_MEM_HIGH],
+			  c->mem_events[SM_MEM_MAX]);
+		sm_printf(o, "\"oom\":%llu,\"oom_kill\":%llu}",
+			  c->mem_events[SM_MEM_OOM], c->mem_events[SM_MEM_OOM_KILL]);
 	} else {
-		sm_puts(o, ",\"memory\":null");
+		sm_puts(o, ",\"memory\":null,\"memory_events\":null");
 	}
 	sm_printf(o, ",\"cpu\":{\"usage_ns\":%llu,\"user_ns\":%llu,\"system_ns\":%llu}",
 		  c->cpu_usage, c->cpu_user, c->cpu_system);
@@ -151,6 +176,7 @@ static void sm_cgroup(struct sm_out *o, const struct sm_cgroup *c)
 		  c->io.read_chars, c->io.write_chars);
 	sm_printf(o, "\"read_syscalls\":%llu,\"write_syscalls\":%llu}",
 		  c->io.read_syscalls, c->io.write_syscalls);
+	sm_pressure(o, c);
 	if (c->cmdline_state == SM_CMDLINE_NONE) {
 		sm_puts(o, ",\"main_process\":null}");
 		return;

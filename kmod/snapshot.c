@@ -7,6 +7,12 @@
  * mutex or touches a file. Command lines live in user memory, so they are copied afterwards,
  * still without waiting: the memory map lock is only try-locked and pages that are not
  * resident are not faulted in (the argument is then reported unavailable).
+ *
+ * Pressure stall totals are the ones the kernel last aggregated over the CPUs (psi_show() takes
+ * a mutex to aggregate first, which this read may not), so they lag the *.pressure files by up
+ * to the PSI averaging period (2 s) while the cgroup has tasks; reading a pressure file brings
+ * them up to date. CPU bandwidth throttling (cpu.stat nr_throttled...) is kept in the
+ * scheduler's private structures and is not read here at all.
  */
 #include <linux/bsearch.h>
 #include <linux/cgroup.h>
@@ -17,6 +23,7 @@
 #include <linux/mm.h>
 #include <linux/mmap_lock.h>
 #include <linux/page_counter.h>
+#include <linux/psi_types.h>
 #include <linux/rcupdate.h>
 #include <linux/sched/loadavg.h>
 #include <linux/sched/mm.h>
@@ -81,9 +88,18 @@ static bool sm_is_container(const char *path, size_t len)
 static void sm_read_memory(struct cgroup *cgrp, struct sm_cgroup *out)
 {
 #ifdef CONFIG_MEMCG
+	/* memory.events prints the hierarchical counters (memory.events.local the others). */
+	static const enum memcg_memory_event events[SM_MEM_NR] = {
+		[SM_MEM_LOW] = MEMCG_LOW,
+		[SM_MEM_HIGH] = MEMCG_HIGH,
+		[SM_MEM_MAX] = MEMCG_MAX,
+		[SM_MEM_OOM] = MEMCG_OOM,
+		[SM_MEM_OOM_KILL] = MEMCG_OOM_KILL,
+	};
 	struct cgroup_subsys_state *css = rcu_dereference(cgrp->subsys[memory_cgrp_id]);
 	struct mem_cgroup *memcg;
 	unsigned long max;
+	int i;
 
 	if (!css)
 		return;
@@ -94,6 +110,43 @@ static void sm_read_memory(struct cgroup *cgrp, struct sm_cgroup *out)
 	max = READ_ONCE(memcg->memory.max);
 	out->has_limit = max != PAGE_COUNTER_MAX;
 	out->mem_limit = (u64)max * PAGE_SIZE;
+	for (i = 0; i < SM_MEM_NR; i++)
+		out->mem_events[i] = atomic_long_read(&memcg->memory_events[events[i]]);
+#endif
+}
+
+/*
+ * The stall totals the PSI aggregator keeps per cgroup. The group is freed with the cgroup,
+ * after an RCU grace period, so it stays valid in our RCU section. No group: PSI is off (booted
+ * with psi=0, or cgroup_disable=pressure); group not enabled: 0 written to cgroup.pressure.
+ */
+static void sm_read_pressure(struct cgroup *cgrp, struct sm_cgroup *out)
+{
+#if defined(CONFIG_PSI) && defined(SM_HAVE_CGROUP_PSI_PTR)
+	static const enum psi_states some[SM_PSI_NR] = {
+		[SM_PSI_CPU] = PSI_CPU_SOME,
+		[SM_PSI_MEMORY] = PSI_MEM_SOME,
+		[SM_PSI_IO] = PSI_IO_SOME,
+	};
+	static const enum psi_states full[SM_PSI_NR] = {
+		[SM_PSI_CPU] = PSI_CPU_FULL,
+		[SM_PSI_MEMORY] = PSI_MEM_FULL,
+		[SM_PSI_IO] = PSI_IO_FULL,
+	};
+	struct psi_group *group = READ_ONCE(cgrp->psi);
+	int r;
+
+	if (!group)
+		return;
+#ifdef SM_HAVE_PSI_GROUP_ENABLED
+	if (!READ_ONCE(group->enabled))
+		return;
+#endif
+	for (r = 0; r < SM_PSI_NR; r++) {
+		out->psi[r].some = READ_ONCE(group->total[PSI_AVGS][some[r]]);
+		out->psi[r].full = READ_ONCE(group->total[PSI_AVGS][full[r]]);
+	}
+	out->has_psi = true;
 #endif
 }
 
@@ -218,6 +271,7 @@ static void sm_walk_cgroups(struct sm_snapshot *snap, struct sm_index *index, un
 		c->level = cgrp->level;
 		sm_read_memory(cgrp, c);
 		sm_read_cpu(cgrp, c);
+		sm_read_pressure(cgrp, c);
 		index[snap->nr].cgrp = cgrp;
 		index[snap->nr].slot = snap->nr;
 		snap->nr++;

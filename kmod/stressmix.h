@@ -10,7 +10,7 @@
 #include <linux/sched.h>
 
 #define SM_MODULE_VERSION "0.1.0"
-#define SM_SCHEMA_VERSION 1
+#define SM_SCHEMA_VERSION 2
 
 /* Bytes kept per string; longer strings are cut and the document says "truncated". */
 #define SM_PATH_MAX 512
@@ -32,15 +32,42 @@ struct sm_io {
 	u64 write_syscalls;
 };
 
+/* Resources of the pressure files, in the order the document lists them. */
+enum sm_psi_res {
+	SM_PSI_CPU,
+	SM_PSI_MEMORY,
+	SM_PSI_IO,
+	SM_PSI_NR,
+};
+
+/* Cumulative stall time of one resource, ns (as the *.pressure files' total=, in us). */
+struct sm_stall {
+	u64 some;
+	u64 full;
+};
+
+/* The fields of memory.events, in the order the document lists them. */
+enum sm_mem_event {
+	SM_MEM_LOW,
+	SM_MEM_HIGH,
+	SM_MEM_MAX,
+	SM_MEM_OOM,
+	SM_MEM_OOM_KILL,
+	SM_MEM_NR,
+};
+
 struct sm_cgroup {
 	u64 id;
 	u32 level;
 	u32 path_len;
-	bool has_memory;
+	bool has_memory;	/* also says whether mem_events is set */
 	bool has_limit;
+	bool has_psi;
 	u64 mem_current;
 	u64 mem_peak;
 	u64 mem_limit;
+	u64 mem_events[SM_MEM_NR];
+	struct sm_stall psi[SM_PSI_NR];
 	u64 cpu_usage;
 	u64 cpu_user;
 	u64 cpu_system;

@@ -375,6 +375,18 @@ mod tests {
                         QosClass::Burstable,
                         "00000003".to_owned()
                     ),
+                    // The kmod suite's schema 2 checks: the hog throttled at 10 % and the
+                    // OOM-killed container.
+                    (
+                        "3d4e5f60-7182-93a4-b5c6-d7e8f90a1b2c".to_owned(),
+                        QosClass::Burstable,
+                        "00000005".to_owned()
+                    ),
+                    (
+                        "3d4e5f60-7182-93a4-b5c6-d7e8f90a1b2c".to_owned(),
+                        QosClass::Burstable,
+                        "00000006".to_owned()
+                    ),
                     (
                         "2c3d4e5f-6071-8293-a4b5-c6d7e8f90a1b".to_owned(),
                         QosClass::BestEffort,

@@ -234,9 +234,10 @@ pub struct Cgroup {
 /// Cumulative pressure stall time of one cgroup per resource (what the `*.pressure` files print as
 /// `total=`, here in ns).
 ///
-/// The module reads the totals the kernel aggregates over CPUs; the kernel brings them up to date
-/// every 2 s (its PSI averaging period) while the cgroup has tasks, and whenever one of the
-/// cgroup's `*.pressure` files is read. So they lag the files by at most that period.
+/// The module reads the totals the kernel aggregates over CPUs (it may not take the mutex under
+/// which reading a `*.pressure` file aggregates first); the kernel brings them up to date every 2 s
+/// (its PSI averaging period) while the cgroup has running or stalled tasks, and whenever one of
+/// the cgroup's `*.pressure` files is read. So they lag the files by at most that period.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CgroupPressure {
     /// `cpu.pressure`.

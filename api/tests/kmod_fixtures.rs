@@ -1,12 +1,16 @@
 //! Parses every sample document of the kernel module under `tests/fixtures/kmod/` with the api
 //! types. The `*-real-*.json` files were written by the real module in the qemu harness
-//! (`kmod/test/run.sh`); `handwritten-v1.json` exercises the escaping rules on purpose.
+//! (`kmod/test/run.sh`); `handwritten-v1.json` exercises the escaping rules on purpose and stays as the
+//! schema 1 compatibility fixture; `handwritten-v2.json` has the schema 2 fields, `null` ones included.
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
 use std::path::{Path, PathBuf};
 
-use stressmix_api::kmod::{CgroupFilter, KString, SUPPORTED_SCHEMA_VERSIONS, Snapshot};
+use stressmix_api::kmod::{
+    CgroupFilter, CpuThrottling, KString, MemoryEvents, PressureTotals, SCHEMA_VERSION,
+    SUPPORTED_SCHEMA_VERSIONS, Snapshot,
+};
 
 fn fixtures() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kmod");
@@ -70,6 +74,30 @@ fn every_fixture_parses_and_is_consistent() {
             if let Some(mem) = c.memory {
                 assert!(mem.current_bytes <= mem.peak_bytes || mem.peak_bytes == 0);
             }
+            if s.schema_version >= 2 {
+                assert_eq!(
+                    c.memory_events.is_some(),
+                    c.memory.is_some(),
+                    "{}: memory_events exactly when memory, {}",
+                    path.display(),
+                    c.path
+                );
+            } else {
+                assert!(c.pressure.is_none() && c.memory_events.is_none());
+            }
+            assert!(
+                c.cpu_throttling.is_none(),
+                "{}: the module never writes cpu_throttling",
+                path.display()
+            );
+            if let Some(p) = c.pressure {
+                for r in [p.cpu, p.memory, p.io] {
+                    assert!(r.full_ns <= r.some_ns, "{}: {r:?}", c.path);
+                }
+            }
+            if let Some(e) = c.memory_events {
+                assert!(e.oom <= e.max, "an OOM follows a charge over max: {e:?}");
+            }
             assert!(c.tasks.processes <= c.tasks.threads);
             assert_eq!(
                 c.main_process.is_some(),
@@ -121,6 +149,48 @@ fn handwritten_fixture_decodes_escapes() {
 }
 
 #[test]
+fn handwritten_v2_fixture_reads_the_schema_2_fields() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kmod");
+    let s = load(&dir.join("handwritten-v2.json"));
+    assert_eq!(s.schema_version, 2);
+    let c = &s.cgroups[1];
+    let p = c.pressure.unwrap();
+    assert_eq!(
+        p.cpu,
+        PressureTotals {
+            some_ns: 3_600_000_000,
+            full_ns: 3_500_000_000
+        }
+    );
+    assert_eq!(p.memory.full_ns, 11_000_000);
+    assert_eq!(p.io.some_ns, 0);
+    assert_eq!(
+        c.memory_events,
+        Some(MemoryEvents {
+            low: 0,
+            high: 0,
+            max: 57,
+            oom: 2,
+            oom_kill: 2
+        })
+    );
+    // PSI off for a cgroup and no memory controller: both null.
+    assert!(s.cgroups[2].pressure.is_none() && s.cgroups[2].memory_events.is_none());
+    // Round trip; cpu_throttling (filled by the agent from cpu.stat) is written only when set.
+    let text = serde_json::to_string(&s).unwrap();
+    assert!(!text.contains("cpu_throttling"));
+    assert_eq!(serde_json::from_str::<Snapshot>(&text).unwrap(), s);
+    let mut with = s.clone();
+    with.cgroups[1].cpu_throttling = Some(CpuThrottling {
+        nr_periods: 40,
+        nr_throttled: 38,
+        throttled_ns: 3_400_000_000,
+    });
+    let again: Snapshot = serde_json::from_str(&serde_json::to_string(&with).unwrap()).unwrap();
+    assert_eq!(again, with);
+}
+
+#[test]
 fn real_fixtures_come_from_both_kernels_with_kind_shaped_trees() {
     let real: Vec<PathBuf> = fixtures()
         .into_iter()
@@ -156,6 +226,35 @@ fn real_fixtures_come_from_both_kernels_with_kind_shaped_trees() {
                 s.cgroups
                     .iter()
                     .any(|c| c.memory.is_some_and(|m| m.limit_bytes == Some(128 << 20)))
+            );
+            // Schema 2, written after the guest's OOM kill and 10 % CPU hog (PSI is on there).
+            assert_eq!(
+                s.schema_version, SCHEMA_VERSION,
+                "{release}: refresh with make kmod-fixtures"
+            );
+            for c in &s.cgroups {
+                assert!(c.pressure.is_some(), "{}: no pressure", c.path);
+                if c.memory.is_some() {
+                    assert!(c.memory_events.is_some(), "{}: no memory_events", c.path);
+                }
+            }
+            assert!(
+                s.cgroups
+                    .iter()
+                    .any(|c| c.memory_events.is_some_and(|e| e.oom_kill >= 1)),
+                "{release}: no OOM kill"
+            );
+            assert!(
+                s.cgroups
+                    .iter()
+                    .any(|c| c.pressure.is_some_and(|p| p.cpu.full_ns > 0)),
+                "{release}: no cpu pressure"
+            );
+            assert!(
+                s.cgroups
+                    .iter()
+                    .any(|c| c.pressure.is_some_and(|p| p.memory.some_ns > 0)),
+                "{release}: no memory pressure"
             );
         }
     }

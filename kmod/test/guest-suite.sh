@@ -23,5 +23,5 @@ step unload-bounded rmmod stressmix
 step reload-default insmod /stressmix.ko
 step read-after-reload stressmix-kmod-check check-doc /proc/stressmix --min 5
 step final-unload rmmod stressmix
-step kernel-log-clean sh -c '! dmesg | grep -E "Oops|BUG:|WARNING:|Call Trace|general protection"'
+step kernel-log-clean sh -c '! kmod-dmesg | grep -E "Oops|BUG:|WARNING:|Call Trace|general protection"'
 exit $fail

@@ -26,7 +26,8 @@
 #                                     /bin/kmod-send-file NAME PATH) into DIR
 #
 # Guest scripts get these helpers in /bin: `kmod-step NAME CMD...` (runs CMD, prints
-# "KMODTEST PASS NAME" or "KMODTEST FAIL NAME: exit N") and `kmod-send-file NAME PATH`.
+# "KMODTEST PASS NAME" or "KMODTEST FAIL NAME: exit N"), `kmod-send-file NAME PATH` and `kmod-dmesg`
+# (dmesg with the stack trace of each OOM report marked as expected: the suite OOM-kills on purpose).
 # Cache: ${STRESSMIX_CACHE:-~/.cache/stressmix}/kmod/.
 
 KMOD_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -134,6 +135,12 @@ kmod_initramfs() {
 name=$1; shift
 if "$@"; then echo "KMODTEST PASS $name"; else rc=$?; echo "KMODTEST FAIL $name: exit $rc"; exit $rc; fi
 STEP
+	cat >"$root/bin/kmod-dmesg" <<'DMESG'
+#!/bin/sh
+# kmod-dmesg: the kernel log, with the stack trace that every OOM report prints (dump_header) marked
+# as expected, so the checks for Oops/BUG/WARNING/Call Trace do not take a deliberate OOM kill for a bug.
+dmesg | awk '/invoked oom-killer/ { oom = 1 } oom && /Call Trace:/ { sub(/Call Trace:/, "(stack of the OOM report)"); oom = 0 } { print }'
+DMESG
 	cat >"$root/bin/kmod-send-file" <<'SEND'
 #!/bin/sh
 # kmod-send-file NAME PATH: send a file to the host over the console (base64 between markers).
@@ -161,11 +168,11 @@ echo "KMODTEST BOOTED $(cat /etc/kver) $(cut -d' ' -f1 /proc/uptime)s"
 cd /root
 sh /guest.sh
 echo "KMODTEST DONE rc=$?"
-dmesg | grep -E 'Oops|BUG:|WARNING:|Call Trace|general protection|stressmix' | sed 's/^/KMODTEST-DMESG /'
+kmod-dmesg | grep -E 'Oops|BUG:|WARNING:|Call Trace|general protection|stressmix|oom-kill|Killed process' | sed 's/^/KMODTEST-DMESG /'
 sync
 poweroff -f
 INIT
-	chmod +x "$root/init" "$root/guest.sh" "$root/bin/kmod-step" "$root/bin/kmod-send-file"
+	chmod +x "$root/init" "$root/guest.sh" "$root/bin/kmod-step" "$root/bin/kmod-send-file" "$root/bin/kmod-dmesg"
 	(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$out"
 	rm -rf "$root"
 }

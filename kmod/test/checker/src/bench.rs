@@ -1,5 +1,6 @@
 //! Cost of one read of the module's document vs a userspace reader that gathers the same
-//! fields from cgroupfs and procfs files, at several cgroup counts, in the same boot.
+//! fields from cgroupfs and procfs files (schema 2: the `*.pressure` files and `memory.events` too),
+//! at several cgroup counts, in the same boot.
 
 use std::fs;
 use std::path::Path;
@@ -29,6 +30,27 @@ struct Gathered {
     threads: usize,
     main_comm: Vec<u8>,
     main_cmdline: Vec<u8>,
+    /// Schema 2: `total=` of some and full of cpu, memory and io `.pressure`, µs.
+    pressure: [(u64, u64); 3],
+    /// Schema 2: low, high, max, oom, oom_kill of `memory.events`.
+    memory_events: [u64; 5],
+}
+
+/// `total=` of the `some` and `full` lines of a `*.pressure` file.
+fn pressure_totals(text: &str) -> (u64, u64) {
+    let mut out = (0, 0);
+    for line in text.lines() {
+        let total = line
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix("total="))
+            .map_or(0, num);
+        match line.split_whitespace().next() {
+            Some("some") => out.0 = total,
+            Some("full") => out.1 = total,
+            _ => {}
+        }
+    }
+    out
 }
 
 fn num(s: &str) -> u64 {
@@ -66,6 +88,24 @@ fn gather_one(dir: &Path, path: Vec<u8>) -> Gathered {
                 }
             }
         }
+    }
+    for (i, f) in ["cpu.pressure", "memory.pressure", "io.pressure"]
+        .iter()
+        .enumerate()
+    {
+        g.pressure[i] = pressure_totals(&read(f));
+    }
+    for line in read("memory.events").lines() {
+        let mut it = line.split_whitespace();
+        let i = match it.next() {
+            Some("low") => 0,
+            Some("high") => 1,
+            Some("max") => 2,
+            Some("oom") => 3,
+            Some("oom_kill") => 4,
+            _ => continue,
+        };
+        g.memory_events[i] = it.next().map_or(0, num);
     }
     let procs = read("cgroup.procs");
     g.processes = procs.lines().count();

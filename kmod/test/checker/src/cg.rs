@@ -169,3 +169,36 @@ pub fn walk(dir: &Path, prefix: &[u8], out: &mut Vec<Vec<u8>>) -> Result<()> {
     }
     Ok(())
 }
+
+/// The `total=` of the `some` and `full` lines of a `*.pressure` file, in µs.
+pub fn pressure_totals_us(dir: &Path, file: &str) -> Result<(u64, u64)> {
+    let s = read(dir, file)?;
+    let total = |kind: &str| -> Result<u64> {
+        let line = s
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(kind))
+            .with_context(|| format!("{}/{file}: no {kind} line", dir.display()))?;
+        let v = line
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix("total="))
+            .with_context(|| format!("{}/{file}: no total= in {line:?}", dir.display()))?;
+        v.parse()
+            .with_context(|| format!("{}/{file}: total {v:?}", dir.display()))
+    };
+    Ok((total("some")?, total("full")?))
+}
+
+/// One `key value` line of a flat-keyed file (`memory.events`, `cpu.stat`).
+pub fn keyed_u64(dir: &Path, file: &str, key: &str) -> Result<u64> {
+    let s = read(dir, file)?;
+    for line in s.lines() {
+        let mut it = line.split_whitespace();
+        if it.next() == Some(key) {
+            let v = it.next().unwrap_or("");
+            return v
+                .parse()
+                .with_context(|| format!("{}/{file}: {key} {v:?}", dir.display()));
+        }
+    }
+    bail!("{}/{file} has no {key}", dir.display())
+}

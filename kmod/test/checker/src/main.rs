@@ -12,6 +12,7 @@
 
 mod bench;
 mod cg;
+mod contention;
 mod doc;
 mod loads;
 mod suite;

@@ -15,6 +15,7 @@ use anyhow::{Context, Result, bail, ensure};
 use stressmix_api::kmod::{Cgroup, KString, Snapshot};
 
 use crate::cg;
+use crate::contention;
 use crate::doc;
 use crate::loads::hex;
 
@@ -85,7 +86,7 @@ fn exe() -> Result<PathBuf> {
     std::env::current_exe().context("current_exe")
 }
 
-fn find<'a>(s: &'a Snapshot, path: &[u8]) -> Result<&'a Cgroup> {
+pub(crate) fn find<'a>(s: &'a Snapshot, path: &[u8]) -> Result<&'a Cgroup> {
     let k = KString::from_bytes(path);
     s.cgroups
         .iter()
@@ -93,7 +94,11 @@ fn find<'a>(s: &'a Snapshot, path: &[u8]) -> Result<&'a Cgroup> {
         .with_context(|| format!("{} not in the document", String::from_utf8_lossy(path)))
 }
 
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<bool>) -> Result<()> {
+pub(crate) fn wait_for(
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut() -> Result<bool>,
+) -> Result<()> {
     let start = Instant::now();
     while !f()? {
         if start.elapsed() > timeout {
@@ -104,7 +109,7 @@ fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<bool>) 
     Ok(())
 }
 
-fn within(got: u64, want: u64, pct: f64) -> bool {
+pub(crate) fn within(got: u64, want: u64, pct: f64) -> bool {
     (got as f64 - want as f64).abs() <= want as f64 * pct / 100.0
 }
 
@@ -320,6 +325,29 @@ pub fn run(disk: &str) -> Result<()> {
         );
         Ok(())
     });
+
+    // Schema 2: a CPU hog throttled at 10 %, an OOM kill, pressure from both.
+    let hogs = contention::paths(container_id);
+    let mut throttled = None;
+    r.check("start-throttled-cpu-hog", || {
+        throttled = Some(contention::start_throttled(&exe, &hogs.throttled)?);
+        Ok(())
+    });
+    r.check("oom-kill-matches-memory.events", || {
+        contention::oom_kill(&exe, &hogs.oom)
+    });
+    r.check(
+        "memory-events-match-memory.events",
+        contention::memory_events,
+    );
+    r.check("pressure-matches-pressure-files", || {
+        contention::pressure(&hogs)
+    });
+    r.check("cpu-throttling-matches-cpu.stat-and-quota", || {
+        contention::throttling(throttled.as_ref(), &hogs.throttled)
+    });
+    // Stopped by the throttling check; resumed with the other loads at the end.
+    children.extend(throttled.map(|(child, _)| child));
 
     r.check("tasks-and-main-process-match-procfs", || {
         let (_, s) = doc::read(PROC)?;
