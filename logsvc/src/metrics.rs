@@ -46,30 +46,6 @@ struct ContainerLabels {
 
 type FloatGauges<L> = Family<L, Gauge<f64, AtomicU64>>;
 
-/// Why a request to `/api/v1/readings` was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rejection {
-    Unauthorized,
-    UnsupportedMediaType,
-    TooLarge,
-    BadJson,
-    Invalid,
-    Unavailable,
-}
-
-impl Rejection {
-    fn label(self) -> &'static str {
-        match self {
-            Rejection::Unauthorized => "unauthorized",
-            Rejection::UnsupportedMediaType => "unsupported_media_type",
-            Rejection::TooLarge => "too_large",
-            Rejection::BadJson => "bad_json",
-            Rejection::Invalid => "invalid",
-            Rejection::Unavailable => "unavailable",
-        }
-    }
-}
-
 pub struct Metrics {
     batches: Family<OutcomeLabels, Counter>,
     readings: Counter,
@@ -117,12 +93,9 @@ impl Metrics {
         }
     }
 
-    pub fn record_rejection(&self, why: Rejection) {
-        self.rejected
-            .get_or_create(&ReasonLabels {
-                reason: why.label(),
-            })
-            .inc();
+    /// A refused request, by reason (`IngestError::reason`).
+    pub fn record_rejection(&self, reason: &'static str) {
+        self.rejected.get_or_create(&ReasonLabels { reason }).inc();
     }
 
     /// The Prometheus text exposition.

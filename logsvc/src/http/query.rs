@@ -21,6 +21,130 @@ const MAX_WINDOW_MS: i64 = 400 * 86_400_000;
 const LEGACY_DEFAULT_LIMIT: usize = 10_000;
 const LEGACY_MAX_LIMIT: usize = 1_000_000;
 
+/// A query or path parameter, as the OpenAPI document describes it.
+pub struct ParamDoc {
+    pub name: &'static str,
+    /// `query` or `path`.
+    pub location: &'static str,
+    pub description: &'static str,
+    pub schema: ParamSchema,
+}
+
+pub enum ParamSchema {
+    Integer,
+    /// A repeatable, comma-separated filter (`Params::list`).
+    List,
+    /// One of these names.
+    OneOf(fn() -> Vec<&'static str>),
+}
+
+const fn query_param(
+    name: &'static str,
+    description: &'static str,
+    schema: ParamSchema,
+) -> ParamDoc {
+    ParamDoc {
+        name,
+        location: "query",
+        description,
+        schema,
+    }
+}
+
+/// `from`, `to`, `step_ms` of every time series endpoint.
+pub const RANGE_PARAMS: [ParamDoc; 3] = [
+    query_param(
+        "from",
+        "Start of the window, epoch milliseconds (default: `to` minus 1 hour). Grafana: `${__from}`.",
+        ParamSchema::Integer,
+    ),
+    query_param(
+        "to",
+        "End of the window, epoch milliseconds, inclusive (default: now). Grafana: `${__to}`.",
+        ParamSchema::Integer,
+    ),
+    query_param(
+        "step_ms",
+        "Bucket width in milliseconds (default: window/1000, at least 1000). Raised so that a series has at most 2000 buckets. Buckets start at multiples of the step; `time` is the bucket start. Grafana: `${__interval_ms}`.",
+        ParamSchema::Integer,
+    ),
+];
+
+/// Bounds of the label lists: a series counts when it has samples in them.
+pub const SEEN_PARAMS: [ParamDoc; 2] = [
+    query_param(
+        "from",
+        "Only series with samples at or after this instant (epoch ms); default: any time.",
+        ParamSchema::Integer,
+    ),
+    query_param(
+        "to",
+        "Only series with samples at or before this instant (epoch ms); default: any time.",
+        ParamSchema::Integer,
+    ),
+];
+
+pub const WORKLOAD_PARAM: ParamDoc =
+    query_param("workload", "Only these Workloads.", ParamSchema::List);
+pub const KIND_PARAM: ParamDoc = query_param(
+    "kind",
+    "Only these stress kinds (`cpu`, `memory`, `io`, `disk`, `system`, ...).",
+    ParamSchema::List,
+);
+pub const CONTAINER_PARAM: ParamDoc = query_param(
+    "container",
+    "Only these series names (`namespace/pod/container`, or the cgroup path of system cgroups).",
+    ParamSchema::List,
+);
+pub const NODE_PARAM: ParamDoc = query_param("node", "Only these nodes.", ParamSchema::List);
+pub const METRIC_PARAM: ParamDoc = query_param(
+    "metric",
+    "Return only this metric, as column `value`.",
+    ParamSchema::OneOf(|| Metric::ALL.map(Metric::name).to_vec()),
+);
+pub const LABELS_PARAM: ParamDoc = query_param(
+    "labels",
+    "Comma-separated label columns to include in each row (default: all of them).",
+    ParamSchema::OneOf(|| Label::ALL.map(Label::name).to_vec()),
+);
+pub const LABEL_PATH_PARAM: ParamDoc = ParamDoc {
+    name: "label",
+    location: "path",
+    description: "Which list",
+    schema: ParamSchema::OneOf(|| LabelKind::ALL.map(LabelKind::name).to_vec()),
+};
+pub const MAX_AGE_PARAM: ParamDoc = query_param(
+    "max_age_ms",
+    "Leave out nodes whose newest batch is this much older than the newest of all (default 300000).",
+    ParamSchema::Integer,
+);
+pub const LEGACY_PARAMS: [ParamDoc; 3] = [
+    query_param(
+        "from",
+        "Start, epoch ms (default: `to` minus 1 hour).",
+        ParamSchema::Integer,
+    ),
+    query_param("to", "End, epoch ms (default: now).", ParamSchema::Integer),
+    query_param(
+        "limit",
+        "At most this many rows, the newest (default 10000, at most 1000000).",
+        ParamSchema::Integer,
+    ),
+];
+
+impl ParamDoc {
+    /// The description, with how list filters are spelled when the parameter is one.
+    pub fn full_description(&self) -> String {
+        match self.schema {
+            ParamSchema::List => format!(
+                "{} Comma-separated and/or repeated; empty, `All`, `$__all`, `*` mean no filter.",
+                self.description
+            ),
+            _ => self.description.to_string(),
+        }
+    }
+}
+
 type Pairs = Result<Query<Vec<(String, String)>>, QueryRejection>;
 
 /// The query string as name/value pairs.
@@ -143,19 +267,7 @@ impl Params {
 fn answer(result: Result<Vec<u8>, StoreError>) -> Response {
     match result {
         Ok(body) => json_response(StatusCode::OK, body),
-        Err(StoreError::WriterGone) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the service is shutting down",
-        )
-        .into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "query failed");
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("query failed: {e}"),
-            )
-            .into_response()
-        }
+        Err(e) => ApiError::from_store(&e, "answering a query").into_response(),
     }
 }
 

@@ -39,8 +39,14 @@ pub enum StoreError {
     Decode(#[from] rusqlite::types::FromSqlError),
     #[error("the database writer has stopped")]
     WriterGone,
-    #[error("query task failed: {0}")]
-    Task(String),
+    #[error("cannot start the writer thread")]
+    WriterSpawn(#[source] std::io::Error),
+    /// The blocking task running a read panicked or was cancelled.
+    #[error("the query task did not finish")]
+    ReadTask(#[source] tokio::task::JoinError),
+    /// The group commit this batch was part of failed; the shared cause.
+    #[error("the group commit failed")]
+    GroupCommit(#[source] Arc<StoreError>),
 }
 
 /// Cheap to share (`Arc`): the handle the HTTP layer and the retention task use.
@@ -161,7 +167,7 @@ impl Db {
                 writer.run(writer_rx);
                 alive.store(false, Ordering::SeqCst);
             })
-            .map_err(|e| StoreError::Task(format!("cannot start the writer thread: {e}")))?;
+            .map_err(StoreError::WriterSpawn)?;
         let readers = (config.db != ":memory:").then(|| {
             Arc::new(ReaderPool {
                 path: config.db.clone(),
@@ -214,7 +220,7 @@ impl Db {
                     result
                 })
                 .await
-                .map_err(|e| StoreError::Task(e.to_string()))?
+                .map_err(StoreError::ReadTask)?
             }
             None => {
                 let (tx, rx) = oneshot::channel();

@@ -3,14 +3,12 @@
 //! Rollups store sums and counts, so raw rows that arrive late for an already rolled-up minute
 //! merge into it exactly at the next pass.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use std::collections::HashMap;
-
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 
-use super::writer::Caches;
 use super::{StoreError, blob};
 
 /// One minute, the rollup resolution.
@@ -43,6 +41,14 @@ pub struct RetentionReport {
     pub rollup_rows_deleted: usize,
     pub batches_deleted: usize,
     pub series_deleted: usize,
+    pub boots_deleted: usize,
+}
+
+impl RetentionReport {
+    /// Rows that ids cached by the writer may point to were deleted: such caches are stale.
+    pub fn deleted_ids(&self) -> bool {
+        self.series_deleted > 0 || self.boots_deleted > 0
+    }
 }
 
 /// Folds the packed container readings before `cutoff` into `samples_1m`; returns how many
@@ -89,9 +95,9 @@ fn roll_up_samples(tx: &Transaction<'_>, cutoff: i64) -> Result<usize, StoreErro
     Ok(readings)
 }
 
+/// One pass. The caller owns any cache of ids: the report says whether they went stale.
 pub(crate) fn run(
     conn: &mut Connection,
-    caches: &mut Caches,
     policy: &RetentionPolicy,
     watermark: &AtomicI64,
 ) -> Result<RetentionReport, StoreError> {
@@ -149,22 +155,14 @@ pub(crate) fn run(
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         params![new_watermark],
     )?;
-    match tx.commit() {
-        Ok(()) => {}
-        Err(e) => {
-            caches.clear();
-            return Err(e.into());
-        }
-    }
+    tx.commit()?;
     watermark.store(new_watermark, Ordering::SeqCst);
-    if series_deleted > 0 || boots_deleted > 0 {
-        caches.clear();
-    }
     let report = RetentionReport {
         raw_rows_rolled_up,
         rollup_rows_deleted,
         batches_deleted,
         series_deleted,
+        boots_deleted,
     };
     tracing::info!(?report, raw_cutoff, rollup_cutoff, "retention pass");
     Ok(report)

@@ -57,14 +57,14 @@ struct SeriesEntry {
 /// Ids already known to be in the database. Cleared whenever a transaction fails (its inserts
 /// were rolled back) or retention deleted rows they may point to.
 #[derive(Default)]
-pub(crate) struct Caches {
+struct Caches {
     boots: HashMap<String, i64>,
     nodes: HashMap<String, i64>,
     series: HashMap<String, SeriesEntry>,
 }
 
 impl Caches {
-    pub(crate) fn clear(&mut self) {
+    fn clear(&mut self) {
         self.boots.clear();
         self.nodes.clear();
         self.series.clear();
@@ -127,12 +127,15 @@ impl Writer {
                     self.commit_group(group);
                 }
                 WriterMsg::Retention { policy, reply } => {
-                    let result = retention::run(
-                        &mut self.conn,
-                        &mut self.caches,
-                        &policy,
-                        &self.rollup_watermark,
-                    );
+                    let result = retention::run(&mut self.conn, &policy, &self.rollup_watermark);
+                    // A failed pass may have rolled back mid-way; clearing is cheap, so do not guess.
+                    if result
+                        .as_ref()
+                        .ok()
+                        .is_none_or(RetentionReport::deleted_ids)
+                    {
+                        self.caches.clear();
+                    }
                     if let Err(e) = &result {
                         tracing::error!(error = %e, "retention pass failed");
                     }
@@ -167,9 +170,9 @@ impl Writer {
             Err(e) => {
                 tracing::error!(error = %e, batches = group.len(), "commit failed; batches not acknowledged");
                 self.caches.clear();
-                let message = e.to_string();
+                let e = Arc::new(e);
                 for pending in group {
-                    let _ = pending.reply.send(Err(StoreError::Task(message.clone())));
+                    let _ = pending.reply.send(Err(StoreError::GroupCommit(e.clone())));
                 }
             }
         }

@@ -1,0 +1,46 @@
+//! Reading a time range split at the rollup watermark: 1-minute rollups below it, raw rows above.
+use rusqlite::{Connection, params};
+
+use super::RangeQuery;
+use crate::store::StoreError;
+
+/// Weighted sums of one series within one bucket (raw rows weigh 1, rollups their count).
+#[derive(Clone, Copy, Default)]
+pub(super) struct Acc {
+    pub(super) n: f64,
+    pub(super) sums: [f64; 7],
+}
+
+/// Reads rows from rollups below the watermark, then raw rows above it,
+/// and hands each to `visit`. Rollup rows come first and both are sorted by time, so the
+/// stream is in time order.
+pub(super) fn scan_split<F>(
+    conn: &Connection,
+    range: &RangeQuery,
+    watermark: i64,
+    raw_sql: &str,
+    rollup_sql: &str,
+    mut visit: F,
+) -> Result<(), StoreError>
+where
+    F: FnMut(&rusqlite::Row<'_>) -> Result<(), StoreError>,
+{
+    if range.from < watermark {
+        let mut stmt = conn.prepare_cached(rollup_sql)?;
+        let mut rows = stmt.query(params![
+            range.from,
+            range.to.min(watermark.saturating_sub(1))
+        ])?;
+        while let Some(row) = rows.next()? {
+            visit(row)?;
+        }
+    }
+    if range.to >= watermark {
+        let mut stmt = conn.prepare_cached(raw_sql)?;
+        let mut rows = stmt.query(params![range.from.max(watermark), range.to])?;
+        while let Some(row) = rows.next()? {
+            visit(row)?;
+        }
+    }
+    Ok(())
+}
