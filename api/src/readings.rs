@@ -134,6 +134,16 @@ pub enum OomObservation {
     Ancestor,
 }
 
+impl OomObservation {
+    /// The serialized name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OomObservation::Cgroup => "cgroup",
+            OomObservation::Ancestor => "ancestor",
+        }
+    }
+}
+
 /// OOM kills of one cgroup's processes in one interval, with who the cgroup belonged to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]

@@ -21,8 +21,8 @@ use crate::store::Db;
 use error::{ApiError, json_response};
 use openapi::{Answer, Operation};
 use query::{
-    CONTAINER_PARAM, KIND_PARAM, LABEL_PATH_PARAM, LABELS_PARAM, LEGACY_PARAMS, MAX_AGE_PARAM,
-    METRIC_PARAM, NODE_PARAM, RANGE_PARAMS, SEEN_PARAMS, WORKLOAD_PARAM,
+    CONTAINER_PARAM, EVENT_PARAMS, KIND_PARAM, LABEL_PATH_PARAM, LABELS_PARAM, LEGACY_PARAMS,
+    MAX_AGE_PARAM, METRIC_PARAM, NODE_PARAM, RANGE_PARAMS, SEEN_PARAMS, WORKLOAD_PARAM,
 };
 
 /// Shared by every handler.
@@ -125,6 +125,28 @@ pub fn routes() -> Vec<Route> {
             .errors(&[(400, "Error")]),
         ),
         Route::get(
+            "/api/v1/events/oom-kills",
+            query::oom_kills,
+            Operation::new(
+                "OOM kills as events (Grafana table and annotations)",
+                Answer::rows("One row per cgroup killed in a batch, sorted by time", "OomKillRow"),
+            )
+            .describe("Each row is the kills of one cgroup's processes in one collection interval, as the agent attributed them to a pod, Workload, kind and slot. Kept as long as the rollups.")
+            .params(&EVENT_PARAMS)
+            .errors(&[(400, "Error")]),
+        ),
+        Route::get(
+            "/api/v1/query/oom-kills",
+            query::oom_kill_counts,
+            Operation::new(
+                "OOM kills in the window per Workload, kind and slot",
+                Answer::rows("Sorted by workload, kind, slot", "OomKillCountRow"),
+            )
+            .describe("A slot whose pods keep being killed shows here although each victim is replaced by a pod of another name.")
+            .params(&EVENT_PARAMS)
+            .errors(&[(400, "Error")]),
+        ),
+        Route::get(
             "/api/v1/labels/{label}",
             query::labels,
             Operation::new(
@@ -161,7 +183,7 @@ pub fn routes() -> Vec<Route> {
             "/metrics",
             metrics,
             Operation::new("Prometheus/OpenMetrics text", Answer::openmetrics("Metrics")).describe(
-                "stressmix_logsvc_batches_total{outcome}, stressmix_logsvc_readings_total, stressmix_logsvc_rejected_total{reason}, stressmix_logsvc_commits_total, stressmix_logsvc_commit_seconds, and the latest node and container values (stressmix_node_*, stressmix_container_*).",
+                "stressmix_logsvc_batches_total{outcome}, stressmix_logsvc_readings_total, stressmix_logsvc_rejected_total{reason}, stressmix_logsvc_commits_total, stressmix_logsvc_commit_seconds, the latest node and container values (stressmix_node_*, stressmix_container_*, pressure and throttling included when the agent sent them), and stressmix_oom_kills_total{node,namespace,workload,kind,slot} since the service started.",
             ),
         ),
         Route::get("/healthz", healthz, Operation::new("Liveness", Answer::component("Alive", "Status"))),

@@ -201,11 +201,11 @@ fn container_row() -> Value {
     }
     properties.insert(
         "value".into(),
-        json!({ "type": "number", "description": "Only with `metric`" }),
+        json!({ "type": ["number", "null"], "description": "Only with `metric`; null in a bucket without that (pressure or throttling) metric" }),
     );
     json!({
         "type": "object",
-        "description": "Averages over the bucket. With `metric=NAME` the metric columns are replaced by one `value` column; `labels` chooses the label columns.",
+        "description": "Averages over the bucket. Without `metric`, the usage metrics (cpu_percent ... io_ops_per_sec); with `metric=NAME` (any metric, pressure and throttling included) one `value` column instead; `labels` chooses the label columns. The snapshot has every metric.",
         "properties": properties,
         "required": ["time"],
     })

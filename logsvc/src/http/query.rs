@@ -8,7 +8,9 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::error::{ApiError, json_response};
-use crate::store::{self, ContainerQuery, Label, LabelKind, Metric, RangeQuery, StoreError};
+use crate::store::{
+    self, ContainerQuery, EventQuery, Label, LabelKind, Metric, RangeQuery, StoreError,
+};
 use crate::timefmt::now_ms;
 
 /// At most this many buckets per series: the step grows to fit.
@@ -22,6 +24,7 @@ const LEGACY_DEFAULT_LIMIT: usize = 10_000;
 const LEGACY_MAX_LIMIT: usize = 1_000_000;
 
 /// A query or path parameter, as the OpenAPI document describes it.
+#[derive(Clone, Copy)]
 pub struct ParamDoc {
     pub name: &'static str,
     /// `query` or `path`.
@@ -30,6 +33,7 @@ pub struct ParamDoc {
     pub schema: ParamSchema,
 }
 
+#[derive(Clone, Copy)]
 pub enum ParamSchema {
     Integer,
     /// A repeatable, comma-separated filter (`Params::list`).
@@ -96,6 +100,17 @@ pub const CONTAINER_PARAM: ParamDoc = query_param(
     "Only these series names (`namespace/pod/container`, or the cgroup path of system cgroups).",
     ParamSchema::List,
 );
+pub const NAMESPACE_PARAM: ParamDoc =
+    query_param("namespace", "Only these namespaces.", ParamSchema::List);
+/// The parameters of the event endpoints: a window (no buckets) and filters.
+pub const EVENT_PARAMS: [ParamDoc; 6] = [
+    RANGE_PARAMS[0],
+    RANGE_PARAMS[1],
+    NAMESPACE_PARAM,
+    WORKLOAD_PARAM,
+    KIND_PARAM,
+    NODE_PARAM,
+];
 pub const NODE_PARAM: ParamDoc = query_param("node", "Only these nodes.", ParamSchema::List);
 pub const METRIC_PARAM: ParamDoc = query_param(
     "metric",
@@ -194,8 +209,8 @@ impl Params {
         values
     }
 
-    /// `from`/`to` in epoch ms (defaults: the last hour) and the bucket width.
-    fn range(&self) -> Result<RangeQuery, ApiError> {
+    /// `from`/`to` in epoch ms (defaults: the last hour ending now), at most 400 days apart.
+    fn window(&self) -> Result<(i64, i64), ApiError> {
         let to = self.int("to")?.unwrap_or_else(now_ms);
         let from = self
             .int("from")?
@@ -203,13 +218,19 @@ impl Params {
         if from > to {
             return Err(ApiError::bad_request("from", "must not be after `to`"));
         }
-        let window = to.saturating_sub(from);
-        if window > MAX_WINDOW_MS {
+        if to.saturating_sub(from) > MAX_WINDOW_MS {
             return Err(ApiError::bad_request(
                 "from",
                 "the window is longer than 400 days",
             ));
         }
+        Ok((from, to))
+    }
+
+    /// The window and the bucket width.
+    fn range(&self) -> Result<RangeQuery, ApiError> {
+        let (from, to) = self.window()?;
+        let window = to - from;
         let requested = match self.int("step_ms")? {
             Some(step) if step <= 0 => {
                 return Err(ApiError::bad_request("step_ms", "must be positive"));
@@ -220,6 +241,18 @@ impl Params {
         // Never more than MAX_POINTS buckets per series.
         let step = requested.max((window + MAX_POINTS - 1) / MAX_POINTS).max(1);
         Ok(RangeQuery { from, to, step })
+    }
+
+    fn events(&self) -> Result<EventQuery, ApiError> {
+        let (from, to) = self.window()?;
+        Ok(EventQuery {
+            from,
+            to,
+            namespaces: self.list("namespace"),
+            workloads: self.list("workload"),
+            kinds: self.list("kind"),
+            nodes: self.list("node"),
+        })
     }
 
     fn filters(&self) -> Result<ContainerQuery, ApiError> {
@@ -390,4 +423,24 @@ pub async fn legacy_data(State(state): State<AppState>, query: Pairs) -> Respons
             .read(move |conn| store::legacy_data(conn, from, to, limit))
             .await,
     )
+}
+
+pub async fn oom_kills(State(state): State<AppState>, query: Pairs) -> Response {
+    events(&state, query, store::oom_kills).await
+}
+
+pub async fn oom_kill_counts(State(state): State<AppState>, query: Pairs) -> Response {
+    events(&state, query, store::oom_kill_counts).await
+}
+
+async fn events(
+    state: &AppState,
+    query: Pairs,
+    answer_with: fn(&rusqlite::Connection, &EventQuery) -> Result<Vec<u8>, StoreError>,
+) -> Response {
+    let filters = match Params::from(query).and_then(|p| p.events()) {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    answer(state.db.read(move |conn| answer_with(conn, &filters)).await)
 }

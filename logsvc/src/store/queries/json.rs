@@ -23,6 +23,13 @@ pub(super) fn push_i64(out: &mut Vec<u8>, value: i64) {
     out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
 }
 
+pub(super) fn push_opt_i64(out: &mut Vec<u8>, value: Option<i64>) {
+    match value {
+        Some(v) => push_i64(out, v),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
 /// A metric's value: whole-number metrics as integers.
 pub(super) fn push_metric(out: &mut Vec<u8>, metric: Metric, value: f64) {
     if metric.is_integer() {

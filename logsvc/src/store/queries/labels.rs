@@ -1,4 +1,5 @@
 //! `/api/v1/labels/{label}`: the values of dashboard variables.
+
 use rusqlite::Connection;
 
 use super::json::{close_array, open_array, open_row, push_str};

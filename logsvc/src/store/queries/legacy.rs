@@ -1,4 +1,5 @@
 //! `/data`: the original project's contract.
+
 use rusqlite::{Connection, params};
 
 use super::Metric;
@@ -16,7 +17,7 @@ pub fn legacy_data(
     limit: usize,
 ) -> Result<Vec<u8>, StoreError> {
     // Newest first until the limit, then reversed: the newest `limit` readings, oldest first.
-    let mut picked: Vec<(i64, [f64; blob::VALUES])> = Vec::new();
+    let mut picked: Vec<(i64, [f64; blob::USAGE])> = Vec::new();
     {
         let mut stmt = conn.prepare_cached(
             "SELECT ts, readings FROM samples WHERE ts >= ?1 AND ts <= ?2 ORDER BY ts DESC, id DESC",
@@ -24,7 +25,8 @@ pub fn legacy_data(
         let mut rows = stmt.query(params![from, to])?;
         'rows: while let Some(row) = rows.next()? {
             let ts: i64 = row.get(0)?;
-            let entries: Vec<blob::Entry> = blob::entries(row.get_ref(1)?.as_blob()?).collect();
+            let entries: Vec<blob::Entry<{ blob::USAGE }>> =
+                blob::entries(row.get_ref(1)?.as_blob()?).collect();
             for entry in entries.into_iter().rev() {
                 if picked.len() >= limit {
                     break 'rows;

@@ -3,6 +3,7 @@
 //! parses requests into.
 
 mod containers;
+mod events;
 mod json;
 mod labels;
 mod legacy;
@@ -12,10 +13,15 @@ mod series;
 mod snapshot;
 
 pub use containers::container_samples;
+pub use events::{oom_kill_counts, oom_kills};
 pub use labels::label_values;
 pub use legacy::legacy_data;
 pub use nodes::{node_samples, pods_per_kind};
 pub use snapshot::snapshot;
+
+use stressmix_api::readings::ContainerReading;
+
+use super::blob;
 
 /// `[from, to]` in epoch ms, bucketed by `step` (buckets start at multiples of `step`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +37,8 @@ impl RangeQuery {
     }
 }
 
-/// A container metric column.
+/// A container metric column. Usage metrics come with every reading; contention metrics
+/// (pressure and throttling) only from agents that read them, so a bucket may have none (null).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Metric {
     CpuPercent,
@@ -41,10 +48,26 @@ pub enum Metric {
     DiskReadBytesPerSec,
     DiskWriteBytesPerSec,
     IoOpsPerSec,
+    CpuPressureSomePercent,
+    CpuPressureFullPercent,
+    MemoryPressureSomePercent,
+    MemoryPressureFullPercent,
+    IoPressureSomePercent,
+    IoPressureFullPercent,
+    CpuThrottledPeriodsPercent,
+    CpuThrottledSecondsPerSec,
 }
 
+/// Usage and contention metrics together.
+pub const METRICS: usize = blob::USAGE + blob::CONTENTION;
+
+/// One container reading's values in `Metric::ALL` order, and how much each weighs (a raw
+/// reading 1, or 0 where a contention value is absent; a rollup row the readings it holds).
+pub type Values = [f64; METRICS];
+
 impl Metric {
-    pub const ALL: [Metric; 7] = [
+    /// Packed in `samples.readings`, in this order; the default columns of container queries.
+    pub const USAGE: [Metric; blob::USAGE] = [
         Metric::CpuPercent,
         Metric::CpuPercentNode,
         Metric::MemoryBytes,
@@ -54,7 +77,34 @@ impl Metric {
         Metric::IoOpsPerSec,
     ];
 
-    /// Column name in answers and in the raw table.
+    /// Packed in `samples.contention`, in this order.
+    pub const CONTENTION: [Metric; blob::CONTENTION] = [
+        Metric::CpuPressureSomePercent,
+        Metric::CpuPressureFullPercent,
+        Metric::MemoryPressureSomePercent,
+        Metric::MemoryPressureFullPercent,
+        Metric::IoPressureSomePercent,
+        Metric::IoPressureFullPercent,
+        Metric::CpuThrottledPeriodsPercent,
+        Metric::CpuThrottledSecondsPerSec,
+    ];
+
+    /// Usage, then contention: the order of [`Values`].
+    pub const ALL: [Metric; METRICS] = {
+        let mut all = [Metric::CpuPercent; METRICS];
+        let mut k = 0;
+        while k < METRICS {
+            all[k] = if k < blob::USAGE {
+                Metric::USAGE[k]
+            } else {
+                Metric::CONTENTION[k - blob::USAGE]
+            };
+            k += 1;
+        }
+        all
+    };
+
+    /// Column name in answers, the `metric=` value, and the batch field it comes from.
     pub fn name(self) -> &'static str {
         match self {
             Metric::CpuPercent => "cpu_percent",
@@ -64,10 +114,18 @@ impl Metric {
             Metric::DiskReadBytesPerSec => "disk_read_bytes_per_sec",
             Metric::DiskWriteBytesPerSec => "disk_write_bytes_per_sec",
             Metric::IoOpsPerSec => "io_ops_per_sec",
+            Metric::CpuPressureSomePercent => "cpu_pressure_some_percent",
+            Metric::CpuPressureFullPercent => "cpu_pressure_full_percent",
+            Metric::MemoryPressureSomePercent => "memory_pressure_some_percent",
+            Metric::MemoryPressureFullPercent => "memory_pressure_full_percent",
+            Metric::IoPressureSomePercent => "io_pressure_some_percent",
+            Metric::IoPressureFullPercent => "io_pressure_full_percent",
+            Metric::CpuThrottledPeriodsPercent => "cpu_throttled_periods_percent",
+            Metric::CpuThrottledSecondsPerSec => "cpu_throttled_seconds_per_sec",
         }
     }
 
-    /// What the column holds (the OpenAPI document's description).
+    /// What the column holds (the OpenAPI document's description and the `/metrics` help).
     pub fn description(self) -> &'static str {
         match self {
             Metric::CpuPercent => "CPU, percent of one core",
@@ -77,7 +135,53 @@ impl Metric {
             Metric::DiskReadBytesPerSec => "Disk read, bytes per second",
             Metric::DiskWriteBytesPerSec => "Disk write, bytes per second",
             Metric::IoOpsPerSec => "Read plus write I/O operations per second",
+            Metric::CpuPressureSomePercent => "Percent of time some task waited for CPU (PSI some)",
+            Metric::CpuPressureFullPercent => "Percent of time all tasks waited for CPU (PSI full)",
+            Metric::MemoryPressureSomePercent => {
+                "Percent of time some task waited for memory (PSI some)"
+            }
+            Metric::MemoryPressureFullPercent => {
+                "Percent of time all tasks waited for memory (PSI full)"
+            }
+            Metric::IoPressureSomePercent => "Percent of time some task waited for I/O (PSI some)",
+            Metric::IoPressureFullPercent => "Percent of time all tasks waited for I/O (PSI full)",
+            Metric::CpuThrottledPeriodsPercent => {
+                "Percent of CPU bandwidth periods in which the cgroup was throttled"
+            }
+            Metric::CpuThrottledSecondsPerSec => "Seconds throttled per second (summed over CPUs)",
         }
+    }
+
+    /// The name of its `/metrics` gauge, after `stressmix_container_`.
+    pub fn prometheus_name(self) -> &'static str {
+        match self {
+            Metric::DiskReadBytesPerSec => "disk_read_bytes_per_second",
+            Metric::DiskWriteBytesPerSec => "disk_write_bytes_per_second",
+            Metric::IoOpsPerSec => "io_operations_per_second",
+            Metric::CpuThrottledSecondsPerSec => "cpu_throttled_seconds_per_second",
+            other => other.name(),
+        }
+    }
+
+    /// Its value in a reading; `None` when the agent did not send it.
+    pub fn read(self, c: &ContainerReading) -> Option<f64> {
+        Some(match self {
+            Metric::CpuPercent => c.cpu_percent,
+            Metric::CpuPercentNode => c.cpu_percent_node,
+            Metric::MemoryBytes => c.memory_bytes as f64,
+            Metric::MemoryPercent => c.memory_percent,
+            Metric::DiskReadBytesPerSec => c.disk_read_bytes_per_sec,
+            Metric::DiskWriteBytesPerSec => c.disk_write_bytes_per_sec,
+            Metric::IoOpsPerSec => c.io_ops_per_sec,
+            Metric::CpuPressureSomePercent => return c.cpu_pressure_some_percent,
+            Metric::CpuPressureFullPercent => return c.cpu_pressure_full_percent,
+            Metric::MemoryPressureSomePercent => return c.memory_pressure_some_percent,
+            Metric::MemoryPressureFullPercent => return c.memory_pressure_full_percent,
+            Metric::IoPressureSomePercent => return c.io_pressure_some_percent,
+            Metric::IoPressureFullPercent => return c.io_pressure_full_percent,
+            Metric::CpuThrottledPeriodsPercent => return c.cpu_throttled_periods_percent,
+            Metric::CpuThrottledSecondsPerSec => return c.cpu_throttled_seconds_per_sec,
+        })
     }
 
     /// Whole numbers are answered as integers.
@@ -85,14 +189,40 @@ impl Metric {
         self == Metric::MemoryBytes
     }
 
+    /// Stored in `samples.contention` (and in nullable rollup columns), not in every reading.
+    pub fn is_contention(self) -> bool {
+        self.index() >= blob::USAGE
+    }
+
     pub fn parse(text: &str) -> Option<Metric> {
         Metric::ALL.into_iter().find(|m| m.name() == text)
     }
 
-    /// Position in a packed entry (`blob::Entry::values`) and in `Metric::ALL`.
-    fn index(self) -> usize {
+    /// Position in `Metric::ALL` and in [`Values`]; usage metrics first, as in the blobs.
+    pub(crate) fn index(self) -> usize {
         self as usize
     }
+}
+
+/// The `samples_1m` columns of a metric: its sum, and for contention metrics the count of
+/// readings that had it (usage metrics are in every reading, counted by `n`).
+pub(crate) fn rollup_columns(metric: Metric) -> (String, Option<String>) {
+    let usage = match metric {
+        Metric::CpuPercent => "sum_cpu_percent",
+        Metric::CpuPercentNode => "sum_cpu_percent_node",
+        Metric::MemoryBytes => "sum_memory_bytes",
+        Metric::MemoryPercent => "sum_memory_percent",
+        Metric::DiskReadBytesPerSec => "sum_disk_read",
+        Metric::DiskWriteBytesPerSec => "sum_disk_write",
+        Metric::IoOpsPerSec => "sum_io_ops",
+        contention => {
+            return (
+                format!("sum_{}", contention.name()),
+                Some(format!("n_{}", contention.name())),
+            );
+        }
+    };
+    (usage.to_string(), None)
 }
 
 /// A label column of container rows.
@@ -156,10 +286,21 @@ pub struct ContainerQuery {
     /// Series names (`namespace/pod/container`, or the cgroup path of system cgroups).
     pub containers: Vec<String>,
     pub nodes: Vec<String>,
-    /// Only this column, named `value`; all metric columns when `None`.
+    /// Only this column, named `value`; the usage metrics (`Metric::USAGE`) when `None`.
     pub metric: Option<Metric>,
     /// Label columns in each row; all of them when `None`.
     pub labels: Option<Vec<Label>>,
+}
+
+/// Events in `[from, to]` (epoch ms), filtered like container samples.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    pub from: i64,
+    pub to: i64,
+    pub namespaces: Vec<String>,
+    pub workloads: Vec<String>,
+    pub kinds: Vec<String>,
+    pub nodes: Vec<String>,
 }
 
 fn matches(wanted: &[String], value: &str) -> bool {

@@ -1,12 +1,20 @@
 //! `/api/v1/query/nodes` and `/api/v1/query/pods-per-kind`: per-node series.
+
 use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::Connection;
 
 use super::json::{close_array, open_array, open_row, push_f64, push_i64, push_str};
-use super::scan::{Acc, scan_split};
+use super::scan::scan_split;
 use super::{RangeQuery, matches};
 use crate::store::StoreError;
+
+/// Weighted sums of one node within one bucket (raw rows weigh 1, rollups their count).
+#[derive(Clone, Copy, Default)]
+struct Acc {
+    n: f64,
+    sums: [f64; 5],
+}
 
 /// Node samples averaged per bucket; rows sorted by time, then node.
 pub fn node_samples(

@@ -1,15 +1,9 @@
 //! Reading a time range split at the rollup watermark: 1-minute rollups below it, raw rows above.
+
 use rusqlite::{Connection, params};
 
 use super::RangeQuery;
 use crate::store::StoreError;
-
-/// Weighted sums of one series within one bucket (raw rows weigh 1, rollups their count).
-#[derive(Clone, Copy, Default)]
-pub(super) struct Acc {
-    pub(super) n: f64,
-    pub(super) sums: [f64; 7],
-}
 
 /// Reads rows from rollups below the watermark, then raw rows above it,
 /// and hands each to `visit`. Rollup rows come first and both are sorted by time, so the

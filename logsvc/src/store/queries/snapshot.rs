@@ -1,11 +1,12 @@
 //! `/api/v1/snapshot`: the newest batch of every node.
+
 use std::collections::HashMap;
 
 use rusqlite::Connection;
 
 use super::json::{close_array, open_array, open_row, push_i64, push_key, push_metric};
 use super::series::{SeriesInfo, load_series, position, position_table};
-use super::{Label, Metric, matches};
+use super::{Label, METRICS, Metric, Values, matches};
 use crate::store::{StoreError, blob};
 
 /// The latest batch of every node not older than `max_age_ms` before the newest one: one row per
@@ -22,14 +23,15 @@ pub fn snapshot(
         return Ok(out);
     };
     // Newest packed batch per node.
-    let mut latest: HashMap<i64, (i64, Vec<u8>)> = HashMap::new();
+    type Packed = (i64, Vec<u8>, Option<Vec<u8>>);
+    let mut latest: HashMap<i64, Packed> = HashMap::new();
     {
         let mut stmt = conn.prepare_cached(
-            "SELECT ts, node_id, readings FROM samples WHERE ts >= ?1 ORDER BY ts",
+            "SELECT ts, node_id, readings, contention FROM samples WHERE ts >= ?1 ORDER BY ts",
         )?;
         let mut rows = stmt.query([newest.saturating_sub(max_age_ms)])?;
         while let Some(row) = rows.next()? {
-            latest.insert(row.get(1)?, (row.get(0)?, row.get(2)?));
+            latest.insert(row.get(1)?, (row.get(0)?, row.get(2)?, row.get(3)?));
         }
     }
     let mut series: Vec<SeriesInfo> = load_series(conn)?
@@ -43,11 +45,20 @@ pub fn snapshot(
             .then(a.id.cmp(&b.id))
     });
     let table = position_table(&series);
-    let mut picked: Vec<(usize, i64, [f64; blob::VALUES])> = Vec::new();
-    for (ts, packed) in latest.values() {
-        for entry in blob::entries(packed) {
+    let mut picked: Vec<(usize, i64, Values)> = Vec::new();
+    for (ts, usage, contention) in latest.values() {
+        let mut contended = contention
+            .as_deref()
+            .map(blob::entries::<{ blob::CONTENTION }>);
+        for entry in blob::entries::<{ blob::USAGE }>(usage) {
+            // Absent contention values are NaN, which the writer answers as null.
+            let mut values = [f64::NAN; METRICS];
+            values[..blob::USAGE].copy_from_slice(&entry.values);
+            if let Some(other) = contended.as_mut().and_then(Iterator::next) {
+                values[blob::USAGE..].copy_from_slice(&other.values);
+            }
             if let Some(i) = position(&table, entry.series_id) {
-                picked.push((i, *ts, entry.values));
+                picked.push((i, *ts, values));
             }
         }
     }
