@@ -39,16 +39,25 @@ fn word(bytes: &[u8], at: usize) -> [u8; 8] {
 
 /// The entries of a blob; a trailing partial entry (never written by this service) is ignored.
 pub fn entries<const N: usize>(blob: &[u8]) -> impl Iterator<Item = Entry<N>> + '_ {
-    blob.chunks_exact(entry_bytes(N)).map(|chunk| {
+    chunks(blob, N).map(|chunk| {
         let mut values = [0.0; N];
-        for (k, v) in values.iter_mut().enumerate() {
-            *v = f64::from_le_bytes(word(chunk, 8 + 8 * k));
-        }
-        Entry {
-            series_id: i64::from_le_bytes(word(chunk, 0)),
-            values,
-        }
+        let series_id = decode(chunk, &mut values);
+        Entry { series_id, values }
     })
+}
+
+/// The undecoded entries of a blob of `values`-value entries (see [`decode`]).
+pub fn chunks(blob: &[u8], values: usize) -> std::slice::ChunksExact<'_, u8> {
+    blob.chunks_exact(entry_bytes(values))
+}
+
+/// Decodes one entry's values into `values` (as many as it holds) and returns its series id:
+/// lets a scan fill its own buffer instead of copying an [`Entry`].
+pub fn decode(chunk: &[u8], values: &mut [f64]) -> i64 {
+    for (k, v) in values.iter_mut().enumerate() {
+        *v = f64::from_le_bytes(word(chunk, 8 + 8 * k));
+    }
+    i64::from_le_bytes(word(chunk, 0))
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, Transaction, TransactionBehavior, params, params_from_iter};
 
-use super::queries::{METRICS, Values, rollup_columns};
+use super::queries::{METRICS, Values, rollup_metric_columns};
 use super::{Metric, StoreError, blob};
 
 /// One minute, the rollup resolution.
@@ -63,12 +63,7 @@ struct Minute {
 
 /// The upsert of one minute of one series into `samples_1m`, its columns from the vocabulary.
 fn rollup_upsert() -> String {
-    let mut columns = Vec::new();
-    for metric in Metric::ALL {
-        let (sum, count) = rollup_columns(metric);
-        columns.push(sum);
-        columns.extend(count);
-    }
+    let columns = rollup_metric_columns();
     let placeholders: Vec<String> = (1..=columns.len() + 3).map(|k| format!("?{k}")).collect();
     // Sums and counts merge exactly with a minute rolled up by an earlier pass; contention
     // columns are NULL in rows rolled up before they existed.

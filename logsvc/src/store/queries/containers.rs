@@ -4,20 +4,16 @@ use rusqlite::{Connection, params};
 
 use super::json::{close_array, open_array, open_row, push_key, push_metric};
 use super::series::{SeriesInfo, load_series, position, position_table};
-use super::{ContainerQuery, Label, METRICS, Metric, RangeQuery, Values, matches, rollup_columns};
+use super::{
+    ContainerQuery, Label, METRICS, Metric, RangeQuery, Values, matches, rollup_metric_columns,
+};
 use crate::store::{StoreError, blob};
 
 /// `SELECT` of the rollup columns in `Metric::ALL` order (contention metrics: sum and count).
 fn rollup_select() -> String {
-    let mut columns = vec!["ts".to_string(), "series_id".into(), "n".into()];
-    for metric in Metric::ALL {
-        let (sum, count) = rollup_columns(metric);
-        columns.push(sum);
-        columns.extend(count);
-    }
     format!(
-        "SELECT {} FROM samples_1m WHERE ts >= ?1 AND ts <= ?2",
-        columns.join(", ")
+        "SELECT ts, series_id, n, {} FROM samples_1m WHERE ts >= ?1 AND ts <= ?2",
+        rollup_metric_columns().join(", ")
     )
 }
 
@@ -70,45 +66,65 @@ where
         weights[..blob::USAGE].fill(1.0);
         while let Some(row) = rows.next()? {
             let ts: i64 = row.get(0)?;
-            let usage = blob::entries::<{ blob::USAGE }>(row.get_ref(1)?.as_blob()?);
+            let usage = blob::chunks(row.get_ref(1)?.as_blob()?, blob::USAGE);
             let packed = if contention {
                 row.get_ref(2)?.as_blob_or_null()?
             } else {
                 None
             };
-            let mut contended = packed.map(blob::entries::<{ blob::CONTENTION }>);
+            let mut contended = packed.map(|p| blob::chunks(p, blob::CONTENTION));
             for entry in usage {
-                values[..blob::USAGE].copy_from_slice(&entry.values);
+                let series_id = blob::decode(entry, &mut values[..blob::USAGE]);
                 match contended.as_mut().and_then(Iterator::next) {
                     Some(other) => {
-                        for (k, v) in other.values.into_iter().enumerate() {
-                            let present = !v.is_nan();
-                            weights[blob::USAGE + k] = if present { 1.0 } else { 0.0 };
-                            values[blob::USAGE + k] = if present { v } else { 0.0 };
+                        blob::decode(other, &mut values[blob::USAGE..]);
+                        for k in blob::USAGE..METRICS {
+                            // NaN: absent in this reading, so it weighs nothing.
+                            let present = !values[k].is_nan();
+                            weights[k] = if present { 1.0 } else { 0.0 };
+                            if !present {
+                                values[k] = 0.0;
+                            }
                         }
                     }
                     None => weights[blob::USAGE..].fill(0.0),
                 }
-                visit(ts, entry.series_id, &weights, &values);
+                visit(ts, series_id, &weights, &values);
             }
         }
     }
     Ok(())
 }
 
-/// Weighted sums of one series within one bucket, per metric.
-#[derive(Clone, Copy)]
-struct Acc {
-    touched: bool,
-    weights: Values,
-    sums: Values,
+/// Weighted sums within one bucket of the selected metrics only (a dashboard panel asks for one),
+/// flattened per series: `[series][selected metric]`.
+struct Accs {
+    width: usize,
+    touched: Vec<bool>,
+    weights: Vec<f64>,
+    sums: Vec<f64>,
 }
 
-const EMPTY: Acc = Acc {
-    touched: false,
-    weights: [0.0; METRICS],
-    sums: [0.0; METRICS],
-};
+impl Accs {
+    fn new(series: usize, width: usize) -> Accs {
+        Accs {
+            width,
+            touched: vec![false; series],
+            weights: vec![0.0; series * width],
+            sums: vec![0.0; series * width],
+        }
+    }
+
+    /// The selected metrics' (weight, sum) of series `i`, reset for the next bucket.
+    fn take(&mut self, i: usize) -> impl Iterator<Item = (f64, f64)> + '_ {
+        self.touched[i] = false;
+        let at = i * self.width..(i + 1) * self.width;
+        self.weights[at.clone()]
+            .iter_mut()
+            .zip(&mut self.sums[at])
+            .map(|(w, s)| (std::mem::take(w), std::mem::take(s)))
+    }
+}
 
 /// Container samples averaged per bucket; rows sorted by time, then series name.
 pub fn container_samples(
@@ -154,26 +170,23 @@ pub fn container_samples(
         .collect();
 
     let mut out = open_array(1 << 16);
-    let mut accs = vec![EMPTY; series.len()];
+    let mut accs = Accs::new(series.len(), metrics.len());
     let mut touched: Vec<usize> = Vec::new();
     let mut current: Option<i64> = None;
-    let flush = |out: &mut Vec<u8>, bucket: i64, accs: &mut [Acc], touched: &mut Vec<usize>| {
+    let flush = |out: &mut Vec<u8>, bucket: i64, accs: &mut Accs, touched: &mut Vec<usize>| {
         touched.sort_unstable();
         let mut time = itoa::Buffer::new();
         let time = time.format(bucket).as_bytes();
         for &i in touched.iter() {
-            let acc = accs[i];
             open_row(out);
             out.extend_from_slice(b"{\"time\":");
             out.extend_from_slice(time);
             out.extend_from_slice(&labels[i]);
-            for (metric, key) in metrics.iter().zip(&keys) {
+            for ((metric, key), (weight, sum)) in metrics.iter().zip(&keys).zip(accs.take(i)) {
                 out.extend_from_slice(key);
-                let k = metric.index();
-                push_metric(out, *metric, acc.sums[k] / acc.weights[k]);
+                push_metric(out, *metric, sum / weight);
             }
             out.push(b'}');
-            accs[i] = EMPTY;
         }
         touched.clear();
     };
@@ -193,15 +206,15 @@ pub fn container_samples(
                 }
                 current = Some(bucket);
             }
-            let acc = &mut accs[i];
-            if !acc.touched {
-                acc.touched = true;
+            if !accs.touched[i] {
+                accs.touched[i] = true;
                 touched.push(i);
             }
-            for metric in &metrics {
+            let at = i * accs.width;
+            for (j, metric) in metrics.iter().enumerate() {
                 let k = metric.index();
-                acc.weights[k] += weights[k];
-                acc.sums[k] += values[k];
+                accs.weights[at + j] += weights[k];
+                accs.sums[at + j] += values[k];
             }
         },
     )?;

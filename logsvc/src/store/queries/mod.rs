@@ -225,6 +225,18 @@ pub(crate) fn rollup_columns(metric: Metric) -> (String, Option<String>) {
     (usage.to_string(), None)
 }
 
+/// Every metric's `samples_1m` columns, in `Metric::ALL` order (a contention metric's sum, then
+/// its count): what the rollup writes and the container query reads.
+pub(crate) fn rollup_metric_columns() -> Vec<String> {
+    let mut columns = Vec::new();
+    for metric in Metric::ALL {
+        let (sum, count) = rollup_columns(metric);
+        columns.push(sum);
+        columns.extend(count);
+    }
+    columns
+}
+
 /// A label column of container rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Label {
