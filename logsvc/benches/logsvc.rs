@@ -30,7 +30,44 @@ const T0: u64 = 1_764_370_800_000;
 /// One batch in this many carries an OOM kill (a memory pod past its limit every ~minute at 1 s).
 const OOM_EVERY: u64 = 60;
 
+/// `STRESSMIX_BENCH_USAGE_ONLY=1`: batches as agents sent them before issue 14 (no slot, pressure,
+/// throttling, field sources or OOM kills), to compare this code with an older build on the same
+/// work.
+fn usage_only() -> bool {
+    std::env::var_os("STRESSMIX_BENCH_USAGE_ONLY").is_some()
+}
+
 fn batch(node: usize, sequence: u64, ts: u64) -> ReadingBatch {
+    let mut b = full_batch(node, sequence, ts);
+    if usage_only() {
+        let mut plain = ReadingBatch {
+            field_sources: None,
+            oom_kills: Vec::new(),
+            containers: Vec::new(),
+            ..b.clone()
+        };
+        plain.containers = b
+            .containers
+            .drain(..)
+            .map(|c| ContainerReading {
+                slot: None,
+                cpu_pressure_some_percent: None,
+                cpu_pressure_full_percent: None,
+                memory_pressure_some_percent: None,
+                memory_pressure_full_percent: None,
+                io_pressure_some_percent: None,
+                io_pressure_full_percent: None,
+                cpu_throttled_periods_percent: None,
+                cpu_throttled_seconds_per_sec: None,
+                ..c
+            })
+            .collect();
+        return plain;
+    }
+    b
+}
+
+fn full_batch(node: usize, sequence: u64, ts: u64) -> ReadingBatch {
     let containers = (0..CONTAINERS)
         .map(|i| {
             let kind = ["cpu", "memory", "io", "disk"][i % 4];
