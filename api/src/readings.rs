@@ -45,6 +45,7 @@ pub const SYSTEM_KIND: &str = "system";
 
 /// Where the agent took the counters from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ReadingSource {
     /// The stressmix kernel module (`/proc/<name>`).
@@ -63,26 +64,34 @@ impl ReadingSource {
     }
 }
 
-/// One collection interval of one node.
+/// One collection interval of one node. Unknown fields are ignored (see the module docs); an
+/// example is `examples/readings-batch.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ReadingBatch {
     /// Kubernetes node name.
+    #[cfg_attr(feature = "schema", schemars(length(min = 1, max = limits::MAX_NODE_NAME)))]
     pub node_name: String,
     /// Random UUID the agent picks at start; with `sequence` it identifies the batch.
+    #[cfg_attr(feature = "schema", schemars(extend("format" = "uuid")))]
     pub boot_id: String,
     /// Increments by one per batch within one `boot_id`.
+    #[cfg_attr(feature = "schema", schemars(range(max = limits::MAX_INTEGER)))]
     pub sequence: u64,
     /// When the readings were taken, milliseconds since the Unix epoch.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = limits::MAX_TIMESTAMP_MS)))]
     pub timestamp_ms: u64,
     /// Where the counters came from.
     pub source: ReadingSource,
     /// Why this source, as `<cause>: <one human line>`: set when the agent fell back to cgroupfs
     /// (e.g. `no-headers: ...`), or reads a module of another build (`stale-module: ...`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(length(max = limits::MAX_SOURCE_REASON)))]
     pub source_reason: Option<String>,
     /// Whole-node values.
     pub node: NodeReading,
     /// One entry per cgroup.
+    #[cfg_attr(feature = "schema", schemars(length(max = limits::MAX_CONTAINERS)))]
     pub containers: Vec<ContainerReading>,
     /// Where each group of counters came from (agents that read pressure, memory events and
     /// throttling set it; `source` above is the usage counters' source).
@@ -90,12 +99,14 @@ pub struct ReadingBatch {
     pub field_sources: Option<FieldSources>,
     /// OOM kills seen in this interval: one entry per cgroup whose processes were killed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "schema", schemars(length(max = limits::MAX_CONTAINERS)))]
     pub oom_kills: Vec<OomKill>,
 }
 
 /// Where each group of counters of a batch came from; `None`: nobody offered it on this node
 /// (e.g. PSI disabled at boot, or no `cpu` controller delegated).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct FieldSources {
     /// CPU, memory, task and I/O usage (as the batch's `source`).
     pub usage: ReadingSource,
@@ -112,6 +123,7 @@ pub struct FieldSources {
 
 /// How the count of an [`OomKill`] was read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum OomObservation {
     /// From the cgroup's own `oom_kill` counter, seen at both ends of the interval.
@@ -122,28 +134,47 @@ pub enum OomObservation {
     Ancestor,
 }
 
+impl OomObservation {
+    /// The serialized name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OomObservation::Cgroup => "cgroup",
+            OomObservation::Ancestor => "ancestor",
+        }
+    }
+}
+
 /// OOM kills of one cgroup's processes in one interval, with who the cgroup belonged to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct OomKill {
     /// Host-global cgroup v2 path of the cgroup whose processes were killed.
+    #[cfg_attr(feature = "schema", schemars(length(min = 1, max = limits::MAX_CGROUP_PATH)))]
     pub cgroup_path: String,
     /// Processes killed in the interval (at least 1).
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = limits::MAX_INTEGER)))]
     pub count: u64,
     pub observed: OomObservation,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(length(max = limits::MAX_NAMESPACE)))]
     pub namespace: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(length(max = limits::MAX_NAME)))]
     pub pod: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(length(max = limits::MAX_POD_UID)))]
     pub pod_uid: Option<String>,
     /// Container name inside the pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(length(max = limits::MAX_NAME)))]
     pub container: Option<String>,
     /// The owning Workload (label `stressmix.dev/workload`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(length(max = limits::MAX_NAME)))]
     pub workload: Option<String>,
     /// Stress kind (label `stressmix.dev/kind`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(length(max = limits::MAX_KIND)))]
     pub kind: Option<String>,
     /// The pod's slot in its Workload and kind (label `stressmix.dev/slot`): the slot's pods
     /// replace one another, so this is what stays the same across the victims.
@@ -153,12 +184,18 @@ pub struct OomKill {
 
 /// Whole-node values of one interval.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct NodeReading {
+    #[cfg_attr(feature = "schema", schemars(range(max = limits::MAX_INTEGER)))]
     pub memory_total_bytes: u64,
+    #[cfg_attr(feature = "schema", schemars(range(max = limits::MAX_INTEGER)))]
     pub memory_free_bytes: u64,
+    #[cfg_attr(feature = "schema", schemars(range(max = limits::MAX_INTEGER)))]
     pub memory_available_bytes: u64,
+    #[cfg_attr(feature = "schema", schemars(range(max = limits::MAX_INTEGER)))]
     pub memory_used_bytes: u64,
     /// CPU busy time over the interval, percent of the whole node (0..=100).
+    #[cfg_attr(feature = "schema", schemars(range(min = 0)))]
     pub cpu_percent: f64,
     /// Online CPUs.
     pub cpus: u32,
@@ -166,68 +203,93 @@ pub struct NodeReading {
 
 /// One cgroup's rates over the interval. `Default` is a reading of no cgroup, unattributed, all zero.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ContainerReading {
     /// Kernel cgroup id (inode of the cgroup directory), when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(range(max = limits::MAX_INTEGER)))]
     pub cgroup_id: Option<u64>,
     /// Host-global cgroup v2 path.
+    #[cfg_attr(feature = "schema", schemars(length(min = 1, max = limits::MAX_CGROUP_PATH)))]
     pub cgroup_path: String,
     /// Container runtime id (64 hex), when the cgroup is a container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(length(max = limits::MAX_CONTAINER_ID)))]
     pub container_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(length(max = limits::MAX_NAME)))]
     pub pod: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(length(max = limits::MAX_POD_UID)))]
     pub pod_uid: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(length(max = limits::MAX_NAMESPACE)))]
     pub namespace: Option<String>,
     /// Container name inside the pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(length(max = limits::MAX_NAME)))]
     pub container: Option<String>,
     /// The owning Workload (label `stressmix.dev/workload`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(length(max = limits::MAX_NAME)))]
     pub workload: Option<String>,
     /// Stress kind (label `stressmix.dev/kind`), or [`SYSTEM_KIND`] for other cgroups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(length(max = limits::MAX_KIND)))]
     pub kind: Option<String>,
     /// The pod's slot in its Workload and kind (label `stressmix.dev/slot`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slot: Option<u32>,
     /// CPU time over the interval, percent of one core (may exceed 100 with several threads).
+    #[cfg_attr(feature = "schema", schemars(range(min = 0)))]
     pub cpu_percent: f64,
     /// The same, percent of the whole node (0..=100).
+    #[cfg_attr(feature = "schema", schemars(range(min = 0)))]
     pub cpu_percent_node: f64,
     /// `memory.current`.
+    #[cfg_attr(feature = "schema", schemars(range(max = limits::MAX_INTEGER)))]
     pub memory_bytes: u64,
     /// `memory_bytes` as percent of the node's RAM.
+    #[cfg_attr(feature = "schema", schemars(range(min = 0)))]
     pub memory_percent: f64,
+    #[cfg_attr(feature = "schema", schemars(range(min = 0)))]
     pub disk_read_bytes_per_sec: f64,
+    #[cfg_attr(feature = "schema", schemars(range(min = 0)))]
     pub disk_write_bytes_per_sec: f64,
     /// Read plus write I/O operations (syscalls) per second.
+    #[cfg_attr(feature = "schema", schemars(range(min = 0)))]
     pub io_ops_per_sec: f64,
     /// Percent of the interval in which at least one task waited for CPU (`cpu.pressure` some).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 0)))]
     pub cpu_pressure_some_percent: Option<f64>,
     /// Percent of the interval in which all non-idle tasks waited for CPU at once (`full`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 0)))]
     pub cpu_pressure_full_percent: Option<f64>,
     /// The same for memory (`memory.pressure`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 0)))]
     pub memory_pressure_some_percent: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 0)))]
     pub memory_pressure_full_percent: Option<f64>,
     /// The same for I/O (`io.pressure`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 0)))]
     pub io_pressure_some_percent: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 0)))]
     pub io_pressure_full_percent: Option<f64>,
     /// Percent of the interval's CPU bandwidth periods (of `cpu.max`) in which the cgroup was
     /// throttled; `None` when it had no period with runnable tasks or no `cpu` controller.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 0)))]
     pub cpu_throttled_periods_percent: Option<f64>,
     /// Time throttled per second of the interval (`cpu.stat throttled_usec`; summed over CPUs, so
     /// it can exceed 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 0)))]
     pub cpu_throttled_seconds_per_sec: Option<f64>,
 }
 

@@ -8,7 +8,8 @@ parser) would: Grafana's variable and time-range substitution applied, the datas
 prefixed, the query parameters appended. Each answer must be HTTP 200, a JSON array whose rows
 carry every declared column with its declared type, time ascending for time series, and exactly
 the number of series (distinct values of the declared string columns) that the fed readings
-imply. Datasource uids in the dashboards must match the provisioned datasource.
+imply. Annotation queries are run and checked the same way. Datasource uids in the dashboards must
+match the provisioned datasource.
 
 Standard library only. Usage:
   dashboard_contract.py --base-url http://127.0.0.1:PORT --batch examples/readings-batch.json --grafana grafana
@@ -81,12 +82,33 @@ def fed_batches(template, now_ms):
             b.update(node_name=node_name, boot_id=boot_id, sequence=i + 1,
                      timestamp_ms=now_ms - (BATCHES - 1 - i) * INTERVAL_MS - 1_000)
             b["containers"] = copy.deepcopy(containers)
-            # Vary the values a little so averages are not all equal.
-            for c in b["containers"]:
+            # Vary the values a little so averages are not all equal. Every container carries
+            # pressure and throttling, as from an agent that reads PSI and cpu.stat.
+            for slot, c in enumerate(b["containers"]):
                 c["cpu_percent"] = round(c["cpu_percent"] * (0.9 + 0.002 * (i % 50)), 3)
+                if c.get("pod"):
+                    c["slot"] = slot
+                for k, metric in enumerate(CONTENTION_METRICS):
+                    c[metric] = round((k + 1) * (1.0 + 0.01 * (i % 30)), 3)
+            b["oom_kills"] = [oom_kill(c) for c in b["containers"]
+                              if (c.get("pod"), i) in OOM_KILLED]
             b["node"]["cpu_percent"] = 40.0 + (i % 20)
             batches.append(b)
     return batches
+
+
+# The per-container pressure and throttling fields of a batch (api/src/readings.rs).
+CONTENTION_METRICS = [f"{r}_pressure_{w}_percent" for r in ("cpu", "memory", "io") for w in ("some", "full")] + [
+    "cpu_throttled_periods_percent", "cpu_throttled_seconds_per_sec"]
+# (pod, batch index) of the OOM kills fed: a memory pod twice, a cpu pod of the other Workload once,
+# so every variable selection of the test sees at least one.
+OOM_KILLED = {("lab-memory-0", 30), ("lab-memory-0", 90), ("soak-cpu-0", 60)}
+
+
+def oom_kill(c):
+    """The kill of one process of container `c`, attributed as the agent would."""
+    return {"cgroup_path": c["cgroup_path"], "count": 1, "observed": "cgroup",
+            **{k: c[k] for k in ("namespace", "pod", "pod_uid", "container", "workload", "kind", "slot")}}
 
 
 def post_batches(base_url, batches):
@@ -113,6 +135,7 @@ class Expect:
         self.containers = {}  # cgroup key -> reading (labels)
         self.nodes = set()
         self.latest = {}  # node -> containers of its newest batch
+        self.kills = [k for b in batches for k in b["oom_kills"]]
         for b in batches:
             self.nodes.add(b["node_name"])
             self.latest[b["node_name"]] = b["containers"]
@@ -145,9 +168,19 @@ class Expect:
             return len({c["kind"] for c in self.containers.values() if c.get("pod") and c.get("kind") != "system"})
         return None
 
-    def rows(self, url):
+    def selected_kills(self, params):
+        """OOM kills the workload/kind filters of a query select."""
+        chosen = {(c.get("workload"), c.get("kind")) for c in self.selected(
+            {k: v for k, v in params.items() if k in ("workload", "kind")})}
+        return [k for k in self.kills if (k["workload"], k["kind"]) in chosen]
+
+    def rows(self, url, params):
         if url.endswith("/snapshot"):
             return sum(len(v) for v in self.latest.values())
+        if url.endswith("/events/oom-kills"):
+            return len(self.selected_kills(params))
+        if url.endswith("/query/oom-kills"):
+            return len({(k["workload"], k["kind"], k["slot"]) for k in self.selected_kills(params)})
         return None
 
     def label_values(self, url, params):
@@ -267,7 +300,7 @@ def check_target(base_url, expect, where, target, variables, from_ms, to_ms):
             bad(f"{where}: {series} series, the fed readings imply {want} (params {params})")
             return None
     elif target.get("format") == "table":
-        want = expect.rows(url)
+        want = expect.rows(url, params)
         if want is not None and len(body) != want:
             bad(f"{where}: {len(body)} rows, the fed readings imply {want}")
             return None
@@ -344,6 +377,9 @@ def main():
                  for p in all_panels(dash["panels"]) for t in p.get("targets", [])]
         refs += [(f"variable ${v['name']}", v.get("datasource")) for v in dash.get("templating", {}).get("list", [])
                  if v.get("type") == "query"]
+        annotations = [a for a in dash.get("annotations", {}).get("list", []) if "target" in a]
+        refs += [(f"annotation {a['name']!r}", a.get("datasource")) for a in annotations]
+        refs += [(f"annotation {a['name']!r} target", a["target"].get("datasource")) for a in annotations]
         wrong = [f"{w}: {d}" for w, d in refs if not d or d.get("uid") != ds_uid or d.get("type") != ds_type]
         if wrong:
             bad(f"{title}: datasource refs not matching {ds_uid}/{ds_type}: {wrong}")
@@ -361,6 +397,14 @@ def main():
                 for t in p.get("targets", []):
                     where = f"{title} / {p.get('title')!r} {t.get('refId')} [{selection_name(selection)}]"
                     check_target(args.base_url, expect, where, t, variables, from_ms, to_ms)
+            for a in annotations:
+                where = f"{title} / annotation {a['name']!r} [{selection_name(selection)}]"
+                fields = {c["selector"] for c in a["target"]["columns"]}
+                missing = [m["value"] for m in a.get("mappings", {}).values() if m["value"] not in fields]
+                if missing:
+                    bad(f"{where}: mappings name fields the query does not return: {missing}")
+                    continue
+                check_target(args.base_url, expect, where, a["target"], variables, from_ms, to_ms)
 
     print(f"dashboard contract: {passes} passed, {len(failures)} failed")
     return 1 if failures else 0

@@ -11,7 +11,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use stressmix_api::readings::{ContainerReading, NodeReading, ReadingBatch, ReadingSource};
+use stressmix_api::readings::{
+    ContainerReading, FieldSources, NodeReading, OomKill, OomObservation, ReadingBatch,
+    ReadingSource,
+};
 use stressmix_logsvc::Config;
 use stressmix_logsvc::config::Synchronous;
 use stressmix_logsvc::http::{AppState, router};
@@ -24,8 +27,47 @@ const INGEST_SECONDS: u64 = 10;
 const ROUNDS: usize = 3;
 const QUERY_RUNS: usize = 31;
 const T0: u64 = 1_764_370_800_000;
+/// One batch in this many carries an OOM kill (a memory pod past its limit every ~minute at 1 s).
+const OOM_EVERY: u64 = 60;
+
+/// `STRESSMIX_BENCH_USAGE_ONLY=1`: batches as agents sent them before issue 14 (no slot, pressure,
+/// throttling, field sources or OOM kills), to compare this code with an older build on the same
+/// work.
+fn usage_only() -> bool {
+    std::env::var_os("STRESSMIX_BENCH_USAGE_ONLY").is_some()
+}
 
 fn batch(node: usize, sequence: u64, ts: u64) -> ReadingBatch {
+    let mut b = full_batch(node, sequence, ts);
+    if usage_only() {
+        let mut plain = ReadingBatch {
+            field_sources: None,
+            oom_kills: Vec::new(),
+            containers: Vec::new(),
+            ..b.clone()
+        };
+        plain.containers = b
+            .containers
+            .drain(..)
+            .map(|c| ContainerReading {
+                slot: None,
+                cpu_pressure_some_percent: None,
+                cpu_pressure_full_percent: None,
+                memory_pressure_some_percent: None,
+                memory_pressure_full_percent: None,
+                io_pressure_some_percent: None,
+                io_pressure_full_percent: None,
+                cpu_throttled_periods_percent: None,
+                cpu_throttled_seconds_per_sec: None,
+                ..c
+            })
+            .collect();
+        return plain;
+    }
+    b
+}
+
+fn full_batch(node: usize, sequence: u64, ts: u64) -> ReadingBatch {
     let containers = (0..CONTAINERS)
         .map(|i| {
             let kind = ["cpu", "memory", "io", "disk"][i % 4];
@@ -48,7 +90,16 @@ fn batch(node: usize, sequence: u64, ts: u64) -> ReadingBatch {
                 disk_read_bytes_per_sec: 1_048_576.0,
                 disk_write_bytes_per_sec: 524_288.0 + sequence as f64,
                 io_ops_per_sec: 250.0,
-                ..ContainerReading::default()
+                slot: Some(i as u32),
+                // An agent that reads PSI and cpu.stat sends these for every container.
+                cpu_pressure_some_percent: Some((sequence % 50) as f64),
+                cpu_pressure_full_percent: Some((sequence % 10) as f64),
+                memory_pressure_some_percent: Some(1.5),
+                memory_pressure_full_percent: Some(0.5),
+                io_pressure_some_percent: Some(2.5),
+                io_pressure_full_percent: Some(0.25),
+                cpu_throttled_periods_percent: Some(40.0 + (i % 10) as f64),
+                cpu_throttled_seconds_per_sec: Some(0.4),
             }
         })
         .collect();
@@ -68,8 +119,30 @@ fn batch(node: usize, sequence: u64, ts: u64) -> ReadingBatch {
             cpus: 2,
         },
         containers,
-        field_sources: None,
-        oom_kills: Vec::new(),
+        field_sources: Some(FieldSources {
+            usage: ReadingSource::Module,
+            pressure: Some(ReadingSource::Module),
+            memory_events: Some(ReadingSource::Module),
+            cpu_throttling: Some(ReadingSource::Cgroupfs),
+        }),
+        oom_kills: if sequence % OOM_EVERY == OOM_EVERY - 1 {
+            vec![OomKill {
+                cgroup_path: format!(
+                    "/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-pod{node:04}_0001.slice"
+                ),
+                count: 1,
+                observed: OomObservation::Ancestor,
+                namespace: Some("stress".into()),
+                pod: Some("lab-memory-1".into()),
+                pod_uid: Some(format!("00000000-0000-4000-8000-{node:04}{:08}", 1)),
+                container: Some("stress".into()),
+                workload: Some("lab1".into()),
+                kind: Some("memory".into()),
+                slot: Some(1),
+            }]
+        } else {
+            Vec::new()
+        },
     }
 }
 
@@ -119,23 +192,30 @@ async fn ingest_rate(synchronous: Synchronous, round: usize) -> f64 {
     config.synchronous = synchronous;
     let server = serve(config).await;
     // Serialize once and splice in (sequence, timestamp): the benchmark measures the service,
-    // not the client's JSON encoder.
-    let templates: Vec<(String, String)> = (0..CLIENTS)
+    // not the client's JSON encoder. Each client has two templates: without and with an OOM kill.
+    let split = |b: &ReadingBatch, sequence: u64| {
+        let text = serde_json::to_string(b).expect("json");
+        let marker = format!("\"sequence\":{sequence},\"timestamp_ms\":{T0},");
+        let at = text.find(&marker).expect("field order");
+        (
+            text[..at].to_string(),
+            text[at + marker.len()..].to_string(),
+        )
+    };
+    let templates: Vec<[(String, String); 2]> = (0..CLIENTS)
         .map(|node| {
-            let text = serde_json::to_string(&batch(node + 100 * round, 0, T0)).expect("json");
-            let marker = format!("\"sequence\":0,\"timestamp_ms\":{T0},");
-            let at = text.find(&marker).expect("field order");
-            (
-                text[..at].to_string(),
-                text[at + marker.len()..].to_string(),
-            )
+            let node = node + 100 * round;
+            [
+                split(&batch(node, 0, T0), 0),
+                split(&batch(node, OOM_EVERY - 1, T0), OOM_EVERY - 1),
+            ]
         })
         .collect();
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(INGEST_SECONDS);
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for (node, (head, tail)) in templates.into_iter().enumerate() {
+    for (node, template) in templates.into_iter().enumerate() {
         let client = client.clone();
         let url = format!("{}/api/v1/readings", server.url);
         tasks.push(tokio::spawn(async move {
@@ -143,6 +223,7 @@ async fn ingest_rate(synchronous: Synchronous, round: usize) -> f64 {
             let mut sequence = 0u64;
             while Instant::now() < deadline {
                 let ts = T0 + sequence * 1000;
+                let (head, tail) = &template[usize::from(sequence % OOM_EVERY == OOM_EVERY - 1)];
                 let body = format!("{head}\"sequence\":{sequence},\"timestamp_ms\":{ts},{tail}");
                 let answer = client
                     .post(&url)
@@ -182,12 +263,16 @@ async fn store_rate(round: usize) -> f64 {
     let mut tasks = Vec::new();
     for node in 0..CLIENTS {
         let db = db.clone();
-        let template = batch(node + 100 * round, 0, T0);
+        let templates = [
+            batch(node + 100 * round, 0, T0),
+            batch(node + 100 * round, OOM_EVERY - 1, T0),
+        ];
         tasks.push(tokio::spawn(async move {
             let mut stored = 0usize;
             let mut sequence = 0u64;
             while Instant::now() < deadline {
-                let mut b = Box::new(template.clone());
+                let killed = usize::from(sequence % OOM_EVERY == OOM_EVERY - 1);
+                let mut b = Box::new(templates[killed].clone());
                 b.sequence = sequence;
                 b.timestamp_ms = T0 + sequence * 1000;
                 db.ingest(b).await.expect("ingest");
@@ -250,6 +335,10 @@ async fn query_latencies() -> Vec<(String, f64, usize)> {
         (
             "`step_ms=5000&kind=cpu` (25 containers, all columns)",
             "step_ms=5000&kind=cpu",
+        ),
+        (
+            "pressure panel: `step_ms=5000&metric=cpu_pressure_some_percent&labels=series`",
+            "step_ms=5000&metric=cpu_pressure_some_percent&labels=series",
         ),
     ] {
         let url = format!(

@@ -15,6 +15,8 @@ use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 use stressmix_api::readings::ReadingBatch;
 
+use crate::store::Metric;
+
 /// Nodes whose newest batch is older than this are left out of the latest-value gauges.
 const LATEST_MAX_AGE: Duration = Duration::from_secs(300);
 
@@ -44,31 +46,18 @@ struct ContainerLabels {
     cgroup: String,
 }
 
+/// OOM kills are counted per slot, not per pod: a replaced victim's successor has another name, and
+/// the slot bounds the series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OomLabels {
+    node: String,
+    namespace: String,
+    workload: String,
+    kind: String,
+    slot: String,
+}
+
 type FloatGauges<L> = Family<L, Gauge<f64, AtomicU64>>;
-
-/// Why a request to `/api/v1/readings` was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rejection {
-    Unauthorized,
-    UnsupportedMediaType,
-    TooLarge,
-    BadJson,
-    Invalid,
-    Unavailable,
-}
-
-impl Rejection {
-    fn label(self) -> &'static str {
-        match self {
-            Rejection::Unauthorized => "unauthorized",
-            Rejection::UnsupportedMediaType => "unsupported_media_type",
-            Rejection::TooLarge => "too_large",
-            Rejection::BadJson => "bad_json",
-            Rejection::Invalid => "invalid",
-            Rejection::Unavailable => "unavailable",
-        }
-    }
-}
 
 pub struct Metrics {
     batches: Family<OutcomeLabels, Counter>,
@@ -76,6 +65,7 @@ pub struct Metrics {
     rejected: Family<ReasonLabels, Counter>,
     commits: Counter,
     commit_seconds: Histogram,
+    oom_kills: Family<OomLabels, Counter>,
     latest: Mutex<HashMap<String, (Instant, Box<ReadingBatch>)>>,
 }
 
@@ -87,6 +77,7 @@ impl Default for Metrics {
             rejected: Family::default(),
             commits: Counter::default(),
             commit_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
+            oom_kills: Family::default(),
             latest: Mutex::new(HashMap::new()),
         }
     }
@@ -107,6 +98,16 @@ impl Metrics {
             return;
         }
         self.readings.inc_by(batch.containers.len() as u64);
+        for kill in &batch.oom_kills {
+            let labels = OomLabels {
+                node: batch.node_name.clone(),
+                namespace: kill.namespace.clone().unwrap_or_default(),
+                workload: kill.workload.clone().unwrap_or_default(),
+                kind: kill.kind.clone().unwrap_or_default(),
+                slot: kill.slot.map(|s| s.to_string()).unwrap_or_default(),
+            };
+            self.oom_kills.get_or_create(&labels).inc_by(kill.count);
+        }
         if let Ok(mut latest) = self.latest.lock() {
             let newer = latest
                 .get(&batch.node_name)
@@ -117,12 +118,9 @@ impl Metrics {
         }
     }
 
-    pub fn record_rejection(&self, why: Rejection) {
-        self.rejected
-            .get_or_create(&ReasonLabels {
-                reason: why.label(),
-            })
-            .inc();
+    /// A refused request, by reason (`IngestError::reason`).
+    pub fn record_rejection(&self, reason: &'static str) {
+        self.rejected.get_or_create(&ReasonLabels { reason }).inc();
     }
 
     /// The Prometheus text exposition.
@@ -156,12 +154,14 @@ impl Metrics {
         let node_cpu = FloatGauges::<NodeLabels>::default();
         let node_mem_used = FloatGauges::<NodeLabels>::default();
         let node_mem_total = FloatGauges::<NodeLabels>::default();
-        let c_cpu = FloatGauges::<ContainerLabels>::default();
-        let c_mem = FloatGauges::<ContainerLabels>::default();
-        let c_mem_pct = FloatGauges::<ContainerLabels>::default();
-        let c_read = FloatGauges::<ContainerLabels>::default();
-        let c_write = FloatGauges::<ContainerLabels>::default();
-        let c_io = FloatGauges::<ContainerLabels>::default();
+        registry.register(
+            "stressmix_oom_kills",
+            "Processes OOM-killed, by node, namespace, Workload, kind and slot, since the service started",
+            self.oom_kills.clone(),
+        );
+        // One gauge family per metric of the query vocabulary, in Metric::ALL order.
+        let containers: Vec<FloatGauges<ContainerLabels>> =
+            Metric::ALL.iter().map(|_| FloatGauges::default()).collect();
         if let Ok(latest) = self.latest.lock() {
             for (node, (received, batch)) in latest.iter() {
                 if received.elapsed() > LATEST_MAX_AGE {
@@ -185,14 +185,12 @@ impl Metrics {
                         kind: c.kind.clone().unwrap_or_default(),
                         cgroup: c.cgroup_path.clone(),
                     };
-                    c_cpu.get_or_create(&labels).set(c.cpu_percent);
-                    c_mem.get_or_create(&labels).set(c.memory_bytes as f64);
-                    c_mem_pct.get_or_create(&labels).set(c.memory_percent);
-                    c_read.get_or_create(&labels).set(c.disk_read_bytes_per_sec);
-                    c_write
-                        .get_or_create(&labels)
-                        .set(c.disk_write_bytes_per_sec);
-                    c_io.get_or_create(&labels).set(c.io_ops_per_sec);
+                    for (metric, family) in Metric::ALL.iter().zip(&containers) {
+                        // Pressure and throttling only when the agent sent them: no fake zeros.
+                        if let Some(value) = metric.read(c) {
+                            family.get_or_create(&labels).set(value);
+                        }
+                    }
                 }
             }
         }
@@ -211,36 +209,13 @@ impl Metrics {
             "Node memory",
             node_mem_total,
         );
-        registry.register(
-            "stressmix_container_cpu_percent",
-            "Latest container CPU use, percent of one core",
-            c_cpu,
-        );
-        registry.register(
-            "stressmix_container_memory_bytes",
-            "Latest container memory (memory.current)",
-            c_mem,
-        );
-        registry.register(
-            "stressmix_container_memory_percent",
-            "Latest container memory, percent of node RAM",
-            c_mem_pct,
-        );
-        registry.register(
-            "stressmix_container_disk_read_bytes_per_second",
-            "Latest container disk read rate",
-            c_read,
-        );
-        registry.register(
-            "stressmix_container_disk_write_bytes_per_second",
-            "Latest container disk write rate",
-            c_write,
-        );
-        registry.register(
-            "stressmix_container_io_operations_per_second",
-            "Latest container I/O operations rate",
-            c_io,
-        );
+        for (metric, family) in Metric::ALL.iter().zip(containers) {
+            registry.register(
+                format!("stressmix_container_{}", metric.prometheus_name()),
+                format!("Latest container value: {}", metric.description()),
+                family,
+            );
+        }
         let mut text = String::new();
         if let Err(e) = encode(&mut text, &registry) {
             tracing::error!(error = %e, "encoding metrics failed");

@@ -1,7 +1,9 @@
-//! JSON error answers: `{"error": "...", "field": "containers[3].cpu_percent"}`.
+//! JSON error answers: `{"error": "...", "code": "bad_request", "field": "containers[3].cpu_percent"}`.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+
+use crate::store::StoreError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -27,11 +29,55 @@ impl ApiError {
             field: Some(field.into()),
         }
     }
+
+    /// A failure of the store, answered without its text (it may name files, SQL or internals):
+    /// the cause goes to the log, the client gets a stable code and what to do.
+    pub fn from_store(error: &StoreError, doing: &'static str) -> Self {
+        match error {
+            StoreError::WriterGone => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the service is shutting down; retry",
+            ),
+            other => {
+                tracing::error!(error = %other, cause = ?std::error::Error::source(other), doing, "store failed");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("internal error while {doing}; see the log service's log"),
+                )
+            }
+        }
+    }
+
+    /// A stable, machine-readable name of the status (the message may change; this does not).
+    pub fn code(&self) -> &'static str {
+        match self.status {
+            StatusCode::BAD_REQUEST => "bad_request",
+            StatusCode::UNAUTHORIZED => "unauthorized",
+            StatusCode::NOT_FOUND => "not_found",
+            StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+            StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+            _ => "internal",
+        }
+    }
+
+    /// Every code [`ApiError::code`] can give (the OpenAPI document lists them).
+    pub const CODES: [&'static str; 8] = [
+        "bad_request",
+        "unauthorized",
+        "not_found",
+        "method_not_allowed",
+        "payload_too_large",
+        "unsupported_media_type",
+        "unavailable",
+        "internal",
+    ];
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = serde_json::json!({ "error": self.message });
+        let mut body = serde_json::json!({ "error": self.message, "code": self.code() });
         if let Some(field) = self.field {
             body["field"] = serde_json::Value::String(field);
         }

@@ -8,7 +8,9 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::error::{ApiError, json_response};
-use crate::store::{self, ContainerQuery, Label, LabelKind, Metric, RangeQuery, StoreError};
+use crate::store::{
+    self, ContainerQuery, EventQuery, Label, LabelKind, Metric, RangeQuery, StoreError,
+};
 use crate::timefmt::now_ms;
 
 /// At most this many buckets per series: the step grows to fit.
@@ -20,6 +22,143 @@ const MAX_WINDOW_MS: i64 = 400 * 86_400_000;
 /// `/data` row limit: default and ceiling.
 const LEGACY_DEFAULT_LIMIT: usize = 10_000;
 const LEGACY_MAX_LIMIT: usize = 1_000_000;
+
+/// A query or path parameter, as the OpenAPI document describes it.
+#[derive(Clone, Copy)]
+pub struct ParamDoc {
+    pub name: &'static str,
+    /// `query` or `path`.
+    pub location: &'static str,
+    pub description: &'static str,
+    pub schema: ParamSchema,
+}
+
+#[derive(Clone, Copy)]
+pub enum ParamSchema {
+    Integer,
+    /// A repeatable, comma-separated filter (`Params::list`).
+    List,
+    /// One of these names.
+    OneOf(fn() -> Vec<&'static str>),
+}
+
+const fn query_param(
+    name: &'static str,
+    description: &'static str,
+    schema: ParamSchema,
+) -> ParamDoc {
+    ParamDoc {
+        name,
+        location: "query",
+        description,
+        schema,
+    }
+}
+
+/// `from`, `to`, `step_ms` of every time series endpoint.
+pub const RANGE_PARAMS: [ParamDoc; 3] = [
+    query_param(
+        "from",
+        "Start of the window, epoch milliseconds (default: `to` minus 1 hour). Grafana: `${__from}`.",
+        ParamSchema::Integer,
+    ),
+    query_param(
+        "to",
+        "End of the window, epoch milliseconds, inclusive (default: now). Grafana: `${__to}`.",
+        ParamSchema::Integer,
+    ),
+    query_param(
+        "step_ms",
+        "Bucket width in milliseconds (default: window/1000, at least 1000). Raised so that a series has at most 2000 buckets. Buckets start at multiples of the step; `time` is the bucket start. Grafana: `${__interval_ms}`.",
+        ParamSchema::Integer,
+    ),
+];
+
+/// Bounds of the label lists: a series counts when it has samples in them.
+pub const SEEN_PARAMS: [ParamDoc; 2] = [
+    query_param(
+        "from",
+        "Only series with samples at or after this instant (epoch ms); default: any time.",
+        ParamSchema::Integer,
+    ),
+    query_param(
+        "to",
+        "Only series with samples at or before this instant (epoch ms); default: any time.",
+        ParamSchema::Integer,
+    ),
+];
+
+pub const WORKLOAD_PARAM: ParamDoc =
+    query_param("workload", "Only these Workloads.", ParamSchema::List);
+pub const KIND_PARAM: ParamDoc = query_param(
+    "kind",
+    "Only these stress kinds (`cpu`, `memory`, `io`, `disk`, `system`, ...).",
+    ParamSchema::List,
+);
+pub const CONTAINER_PARAM: ParamDoc = query_param(
+    "container",
+    "Only these series names (`namespace/pod/container`, or the cgroup path of system cgroups).",
+    ParamSchema::List,
+);
+pub const NAMESPACE_PARAM: ParamDoc =
+    query_param("namespace", "Only these namespaces.", ParamSchema::List);
+/// The parameters of the event endpoints: a window (no buckets) and filters.
+pub const EVENT_PARAMS: [ParamDoc; 6] = [
+    RANGE_PARAMS[0],
+    RANGE_PARAMS[1],
+    NAMESPACE_PARAM,
+    WORKLOAD_PARAM,
+    KIND_PARAM,
+    NODE_PARAM,
+];
+pub const NODE_PARAM: ParamDoc = query_param("node", "Only these nodes.", ParamSchema::List);
+pub const METRIC_PARAM: ParamDoc = query_param(
+    "metric",
+    "Return only this metric, as column `value`.",
+    ParamSchema::OneOf(|| Metric::ALL.map(Metric::name).to_vec()),
+);
+pub const LABELS_PARAM: ParamDoc = query_param(
+    "labels",
+    "Comma-separated label columns to include in each row (default: all of them).",
+    ParamSchema::OneOf(|| Label::ALL.map(Label::name).to_vec()),
+);
+pub const LABEL_PATH_PARAM: ParamDoc = ParamDoc {
+    name: "label",
+    location: "path",
+    description: "Which list",
+    schema: ParamSchema::OneOf(|| LabelKind::ALL.map(LabelKind::name).to_vec()),
+};
+pub const MAX_AGE_PARAM: ParamDoc = query_param(
+    "max_age_ms",
+    "Leave out nodes whose newest batch is this much older than the newest of all (default 300000).",
+    ParamSchema::Integer,
+);
+pub const LEGACY_PARAMS: [ParamDoc; 3] = [
+    query_param(
+        "from",
+        "Start, epoch ms (default: `to` minus 1 hour).",
+        ParamSchema::Integer,
+    ),
+    query_param("to", "End, epoch ms (default: now).", ParamSchema::Integer),
+    query_param(
+        "limit",
+        "At most this many rows, the newest (default 10000, at most 1000000).",
+        ParamSchema::Integer,
+    ),
+];
+
+impl ParamDoc {
+    /// The description, with how list filters are spelled when the parameter is one.
+    pub fn full_description(&self) -> String {
+        match self.schema {
+            ParamSchema::List => format!(
+                "{} Comma-separated and/or repeated; empty, `All`, `$__all`, `*` mean no filter.",
+                self.description
+            ),
+            _ => self.description.to_string(),
+        }
+    }
+}
 
 type Pairs = Result<Query<Vec<(String, String)>>, QueryRejection>;
 
@@ -70,8 +209,8 @@ impl Params {
         values
     }
 
-    /// `from`/`to` in epoch ms (defaults: the last hour) and the bucket width.
-    fn range(&self) -> Result<RangeQuery, ApiError> {
+    /// `from`/`to` in epoch ms (defaults: the last hour ending now), at most 400 days apart.
+    fn window(&self) -> Result<(i64, i64), ApiError> {
         let to = self.int("to")?.unwrap_or_else(now_ms);
         let from = self
             .int("from")?
@@ -79,13 +218,19 @@ impl Params {
         if from > to {
             return Err(ApiError::bad_request("from", "must not be after `to`"));
         }
-        let window = to.saturating_sub(from);
-        if window > MAX_WINDOW_MS {
+        if to.saturating_sub(from) > MAX_WINDOW_MS {
             return Err(ApiError::bad_request(
                 "from",
                 "the window is longer than 400 days",
             ));
         }
+        Ok((from, to))
+    }
+
+    /// The window and the bucket width.
+    fn range(&self) -> Result<RangeQuery, ApiError> {
+        let (from, to) = self.window()?;
+        let window = to - from;
         let requested = match self.int("step_ms")? {
             Some(step) if step <= 0 => {
                 return Err(ApiError::bad_request("step_ms", "must be positive"));
@@ -96,6 +241,18 @@ impl Params {
         // Never more than MAX_POINTS buckets per series.
         let step = requested.max((window + MAX_POINTS - 1) / MAX_POINTS).max(1);
         Ok(RangeQuery { from, to, step })
+    }
+
+    fn events(&self) -> Result<EventQuery, ApiError> {
+        let (from, to) = self.window()?;
+        Ok(EventQuery {
+            from,
+            to,
+            namespaces: self.list("namespace"),
+            workloads: self.list("workload"),
+            kinds: self.list("kind"),
+            nodes: self.list("node"),
+        })
     }
 
     fn filters(&self) -> Result<ContainerQuery, ApiError> {
@@ -143,19 +300,7 @@ impl Params {
 fn answer(result: Result<Vec<u8>, StoreError>) -> Response {
     match result {
         Ok(body) => json_response(StatusCode::OK, body),
-        Err(StoreError::WriterGone) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the service is shutting down",
-        )
-        .into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "query failed");
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("query failed: {e}"),
-            )
-            .into_response()
-        }
+        Err(e) => ApiError::from_store(&e, "answering a query").into_response(),
     }
 }
 
@@ -278,4 +423,24 @@ pub async fn legacy_data(State(state): State<AppState>, query: Pairs) -> Respons
             .read(move |conn| store::legacy_data(conn, from, to, limit))
             .await,
     )
+}
+
+pub async fn oom_kills(State(state): State<AppState>, query: Pairs) -> Response {
+    events(&state, query, store::oom_kills).await
+}
+
+pub async fn oom_kill_counts(State(state): State<AppState>, query: Pairs) -> Response {
+    events(&state, query, store::oom_kill_counts).await
+}
+
+async fn events(
+    state: &AppState,
+    query: Pairs,
+    answer_with: fn(&rusqlite::Connection, &EventQuery) -> Result<Vec<u8>, StoreError>,
+) -> Response {
+    let filters = match Params::from(query).and_then(|p| p.events()) {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    answer(state.db.read(move |conn| answer_with(conn, &filters)).await)
 }

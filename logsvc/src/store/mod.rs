@@ -20,8 +20,8 @@ use crate::config::{Config, Synchronous};
 use crate::metrics::Metrics;
 
 pub use queries::{
-    ContainerQuery, Label, LabelKind, Metric, RangeQuery, container_samples, label_values,
-    legacy_data, node_samples, pods_per_kind, snapshot,
+    ContainerQuery, EventQuery, Label, LabelKind, Metric, RangeQuery, container_samples,
+    label_values, legacy_data, node_samples, oom_kill_counts, oom_kills, pods_per_kind, snapshot,
 };
 pub use retention::{RetentionPolicy, RetentionReport};
 pub use writer::IngestOutcome;
@@ -39,8 +39,14 @@ pub enum StoreError {
     Decode(#[from] rusqlite::types::FromSqlError),
     #[error("the database writer has stopped")]
     WriterGone,
-    #[error("query task failed: {0}")]
-    Task(String),
+    #[error("cannot start the writer thread")]
+    WriterSpawn(#[source] std::io::Error),
+    /// The blocking task running a read panicked or was cancelled.
+    #[error("the query task did not finish")]
+    ReadTask(#[source] tokio::task::JoinError),
+    /// The group commit this batch was part of failed; the shared cause.
+    #[error("the group commit failed")]
+    GroupCommit(#[source] Arc<StoreError>),
 }
 
 /// Cheap to share (`Arc`): the handle the HTTP layer and the retention task use.
@@ -123,15 +129,43 @@ fn open_writer(path: &str, synchronous: Synchronous) -> Result<Connection, Store
 }
 
 /// Columns added after a table was first created: `CREATE TABLE IF NOT EXISTS` leaves an older
-/// database's table as it was, so add them here (a NULL column costs nothing in existing rows).
+/// database's table as it was, so they are added here, to old and new databases alike (a NULL
+/// column costs nothing in existing rows). Only ever append.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    // Why the agent read that source (its batch's source_reason), NULL when it gave none.
+    ("batches", "source_reason", "TEXT"),
+    // The batch's field_sources as JSON, NULL when it gave none.
+    ("batches", "field_sources", "TEXT"),
+    // The pod's slot in its Workload and kind, NULL for other cgroups.
+    ("series", "slot", "INTEGER"),
+    // Pressure and throttling, packed (blob.rs); NULL when no container of the batch had any.
+    ("samples", "contention", "BLOB"),
+];
+
+/// Every added column, with the `samples_1m` sum and count of each contention metric.
+fn added_columns() -> Vec<(&'static str, String, &'static str)> {
+    let mut columns: Vec<_> = ADDED_COLUMNS
+        .iter()
+        .map(|(table, column, decl)| (*table, (*column).to_string(), *decl))
+        .collect();
+    for metric in Metric::CONTENTION {
+        let (sum, count) = queries::rollup_columns(metric);
+        columns.push(("samples_1m", sum, "REAL"));
+        columns.extend(count.map(|c| ("samples_1m", c, "INTEGER")));
+    }
+    columns
+}
+
 fn add_missing_columns(conn: &Connection) -> Result<(), StoreError> {
-    let has_reason: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('batches') WHERE name = 'source_reason')",
-        [],
-        |r| r.get(0),
-    )?;
-    if !has_reason {
-        conn.execute_batch("ALTER TABLE batches ADD COLUMN source_reason TEXT;")?;
+    for (table, column, decl) in added_columns() {
+        let present: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2)",
+            [table, column.as_str()],
+            |r| r.get(0),
+        )?;
+        if !present {
+            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl};"))?;
+        }
     }
     Ok(())
 }
@@ -161,7 +195,7 @@ impl Db {
                 writer.run(writer_rx);
                 alive.store(false, Ordering::SeqCst);
             })
-            .map_err(|e| StoreError::Task(format!("cannot start the writer thread: {e}")))?;
+            .map_err(StoreError::WriterSpawn)?;
         let readers = (config.db != ":memory:").then(|| {
             Arc::new(ReaderPool {
                 path: config.db.clone(),
@@ -214,7 +248,7 @@ impl Db {
                     result
                 })
                 .await
-                .map_err(|e| StoreError::Task(e.to_string()))?
+                .map_err(StoreError::ReadTask)?
             }
             None => {
                 let (tx, rx) = oneshot::channel();

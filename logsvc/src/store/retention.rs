@@ -3,15 +3,15 @@
 //! Rollups store sums and counts, so raw rows that arrive late for an already rolled-up minute
 //! merge into it exactly at the next pass.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use std::collections::HashMap;
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, Transaction, TransactionBehavior, params, params_from_iter};
 
-use rusqlite::{Connection, Transaction, TransactionBehavior, params};
-
-use super::writer::Caches;
-use super::{StoreError, blob};
+use super::queries::{METRICS, Values, rollup_metric_columns};
+use super::{Metric, StoreError, blob};
 
 /// One minute, the rollup resolution.
 pub const ROLLUP_MS: i64 = 60_000;
@@ -42,56 +42,104 @@ pub struct RetentionReport {
     pub raw_rows_rolled_up: usize,
     pub rollup_rows_deleted: usize,
     pub batches_deleted: usize,
+    pub oom_kills_deleted: usize,
     pub series_deleted: usize,
+    pub boots_deleted: usize,
+}
+
+impl RetentionReport {
+    /// Rows that ids cached by the writer may point to were deleted: such caches are stale.
+    pub fn deleted_ids(&self) -> bool {
+        self.series_deleted > 0 || self.boots_deleted > 0
+    }
+}
+
+/// Sums of one series in one minute: `n` readings; per contention metric, how many had it.
+struct Minute {
+    n: i64,
+    sums: Values,
+    counts: [i64; blob::CONTENTION],
+}
+
+/// The upsert of one minute of one series into `samples_1m`, its columns from the vocabulary.
+fn rollup_upsert() -> String {
+    let columns = rollup_metric_columns();
+    let placeholders: Vec<String> = (1..=columns.len() + 3).map(|k| format!("?{k}")).collect();
+    // Sums and counts merge exactly with a minute rolled up by an earlier pass; contention
+    // columns are NULL in rows rolled up before they existed.
+    let merge: Vec<String> = columns
+        .iter()
+        .map(|c| format!("{c} = coalesce({c}, 0) + excluded.{c}"))
+        .collect();
+    format!(
+        "INSERT INTO samples_1m (ts, series_id, n, {}) VALUES ({})
+         ON CONFLICT (ts, series_id) DO UPDATE SET n = n + excluded.n, {}",
+        columns.join(", "),
+        placeholders.join(", "),
+        merge.join(", ")
+    )
 }
 
 /// Folds the packed container readings before `cutoff` into `samples_1m`; returns how many
 /// readings it folded.
 fn roll_up_samples(tx: &Transaction<'_>, cutoff: i64) -> Result<usize, StoreError> {
-    let mut minutes: HashMap<(i64, i64), (i64, [f64; blob::VALUES])> = HashMap::new();
+    let mut minutes: HashMap<(i64, i64), Minute> = HashMap::new();
     let mut readings = 0;
     {
-        let mut stmt = tx.prepare("SELECT ts, readings FROM samples WHERE ts < ?1")?;
+        let mut stmt = tx.prepare("SELECT ts, readings, contention FROM samples WHERE ts < ?1")?;
         let mut rows = stmt.query([cutoff])?;
         while let Some(row) = rows.next()? {
             let ts: i64 = row.get(0)?;
             let minute = ts - ts.rem_euclid(ROLLUP_MS);
-            for entry in blob::entries(row.get_ref(1)?.as_blob()?) {
-                let (n, sums) = minutes.entry((minute, entry.series_id)).or_default();
-                *n += 1;
-                for (sum, v) in sums.iter_mut().zip(entry.values) {
+            let mut contended = row
+                .get_ref(2)?
+                .as_blob_or_null()?
+                .map(blob::entries::<{ blob::CONTENTION }>);
+            for entry in blob::entries::<{ blob::USAGE }>(row.get_ref(1)?.as_blob()?) {
+                let m = minutes
+                    .entry((minute, entry.series_id))
+                    .or_insert_with(|| Minute {
+                        n: 0,
+                        sums: [0.0; METRICS],
+                        counts: [0; blob::CONTENTION],
+                    });
+                m.n += 1;
+                for (sum, v) in m.sums.iter_mut().zip(entry.values) {
                     *sum += v;
+                }
+                if let Some(other) = contended.as_mut().and_then(Iterator::next) {
+                    for (k, v) in other.values.into_iter().enumerate() {
+                        if !v.is_nan() {
+                            m.sums[blob::USAGE + k] += v;
+                            m.counts[k] += 1;
+                        }
+                    }
                 }
                 readings += 1;
             }
         }
     }
-    // Sums and counts merge exactly with a minute rolled up by an earlier pass.
-    let mut upsert = tx.prepare(
-        "INSERT INTO samples_1m (ts, series_id, n, sum_cpu_percent, sum_cpu_percent_node,
-             sum_memory_bytes, sum_memory_percent, sum_disk_read, sum_disk_write, sum_io_ops)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-         ON CONFLICT (ts, series_id) DO UPDATE SET
-             n = n + excluded.n,
-             sum_cpu_percent = sum_cpu_percent + excluded.sum_cpu_percent,
-             sum_cpu_percent_node = sum_cpu_percent_node + excluded.sum_cpu_percent_node,
-             sum_memory_bytes = sum_memory_bytes + excluded.sum_memory_bytes,
-             sum_memory_percent = sum_memory_percent + excluded.sum_memory_percent,
-             sum_disk_read = sum_disk_read + excluded.sum_disk_read,
-             sum_disk_write = sum_disk_write + excluded.sum_disk_write,
-             sum_io_ops = sum_io_ops + excluded.sum_io_ops",
-    )?;
-    for ((minute, series_id), (n, s)) in minutes {
-        upsert.execute(params![
-            minute, series_id, n, s[0], s[1], s[2], s[3], s[4], s[5], s[6]
-        ])?;
+    let mut upsert = tx.prepare(&rollup_upsert())?;
+    for ((minute, series_id), m) in minutes {
+        let mut values = vec![
+            SqlValue::Integer(minute),
+            SqlValue::Integer(series_id),
+            SqlValue::Integer(m.n),
+        ];
+        for metric in Metric::ALL {
+            values.push(SqlValue::Real(m.sums[metric.index()]));
+            if metric.is_contention() {
+                values.push(SqlValue::Integer(m.counts[metric.index() - blob::USAGE]));
+            }
+        }
+        upsert.execute(params_from_iter(values))?;
     }
     Ok(readings)
 }
 
+/// One pass. The caller owns any cache of ids: the report says whether they went stale.
 pub(crate) fn run(
     conn: &mut Connection,
-    caches: &mut Caches,
     policy: &RetentionPolicy,
     watermark: &AtomicI64,
 ) -> Result<RetentionReport, StoreError> {
@@ -136,6 +184,8 @@ pub(crate) fn run(
             [rollup_cutoff],
         )?;
     }
+    // OOM kills are events, not samples: kept whole as long as the rollups.
+    let oom_kills_deleted = tx.execute("DELETE FROM oom_kills WHERE ts < ?1", [rollup_cutoff])?;
     let batches_deleted = tx.execute("DELETE FROM batches WHERE ts < ?1", [rollup_cutoff])?;
     let series_deleted = tx.execute("DELETE FROM series WHERE last_ms < ?1", [rollup_cutoff])?;
     let boots_deleted = tx.execute(
@@ -149,22 +199,15 @@ pub(crate) fn run(
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         params![new_watermark],
     )?;
-    match tx.commit() {
-        Ok(()) => {}
-        Err(e) => {
-            caches.clear();
-            return Err(e.into());
-        }
-    }
+    tx.commit()?;
     watermark.store(new_watermark, Ordering::SeqCst);
-    if series_deleted > 0 || boots_deleted > 0 {
-        caches.clear();
-    }
     let report = RetentionReport {
         raw_rows_rolled_up,
         rollup_rows_deleted,
         batches_deleted,
+        oom_kills_deleted,
         series_deleted,
+        boots_deleted,
     };
     tracing::info!(?report, raw_cutoff, rollup_cutoff, "retention pass");
     Ok(report)

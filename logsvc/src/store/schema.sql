@@ -1,4 +1,6 @@
--- stressmix log service schema. Tables of samples are keyed time first so that ingest appends at
+-- stressmix log service schema. Tables are created here; columns added to a table after it was first
+-- created are added by `ADDED_COLUMNS` in mod.rs (to new and old databases alike), not here.
+-- Tables of samples are keyed time first so that ingest appends at
 -- the end of each B-tree and retention deletes a prefix. WITHOUT ROWID keeps one B-tree per table.
 
 -- One row per agent run; batches refer to it by integer to keep the idempotency keys small.
@@ -16,8 +18,6 @@ CREATE TABLE IF NOT EXISTS batches (
     received_ms INTEGER NOT NULL,
     readings    INTEGER NOT NULL,
     source      TEXT NOT NULL,
-    -- Why the agent read that source (its batch's source_reason), NULL when it gave none.
-    source_reason TEXT,
     PRIMARY KEY (boot, sequence)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS batches_ts ON batches (ts);
@@ -111,4 +111,25 @@ CREATE TABLE IF NOT EXISTS kind_pods_1m (
     kind    TEXT NOT NULL,
     pods    INTEGER NOT NULL,
     PRIMARY KEY (ts, node_id, kind)
+) WITHOUT ROWID;
+
+-- OOM kills, as the agents attributed them: events, one row per batch entry.
+CREATE TABLE IF NOT EXISTS oom_kills (
+    ts          INTEGER NOT NULL,
+    node_id     INTEGER NOT NULL,
+    boot        INTEGER NOT NULL,
+    sequence    INTEGER NOT NULL,
+    entry       INTEGER NOT NULL,
+    cgroup_path TEXT NOT NULL,
+    count       INTEGER NOT NULL,
+    -- `cgroup` or `ancestor` (api::readings::OomObservation).
+    observed    TEXT NOT NULL,
+    namespace   TEXT NOT NULL,
+    pod         TEXT NOT NULL,
+    pod_uid     TEXT NOT NULL,
+    container   TEXT NOT NULL,
+    workload    TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    slot        INTEGER,
+    PRIMARY KEY (ts, boot, sequence, entry)
 ) WITHOUT ROWID;

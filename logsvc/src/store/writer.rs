@@ -11,7 +11,7 @@ use stressmix_api::readings::{ContainerReading, ReadingBatch, SYSTEM_KIND};
 use tokio::sync::{mpsc, oneshot};
 
 use super::retention::{self, RetentionPolicy, RetentionReport};
-use super::{StoreError, blob};
+use super::{Metric, StoreError, blob};
 use crate::metrics::Metrics;
 use crate::timefmt::now_ms;
 
@@ -57,14 +57,14 @@ struct SeriesEntry {
 /// Ids already known to be in the database. Cleared whenever a transaction fails (its inserts
 /// were rolled back) or retention deleted rows they may point to.
 #[derive(Default)]
-pub(crate) struct Caches {
+struct Caches {
     boots: HashMap<String, i64>,
     nodes: HashMap<String, i64>,
     series: HashMap<String, SeriesEntry>,
 }
 
 impl Caches {
-    pub(crate) fn clear(&mut self) {
+    fn clear(&mut self) {
         self.boots.clear();
         self.nodes.clear();
         self.series.clear();
@@ -127,12 +127,15 @@ impl Writer {
                     self.commit_group(group);
                 }
                 WriterMsg::Retention { policy, reply } => {
-                    let result = retention::run(
-                        &mut self.conn,
-                        &mut self.caches,
-                        &policy,
-                        &self.rollup_watermark,
-                    );
+                    let result = retention::run(&mut self.conn, &policy, &self.rollup_watermark);
+                    // A failed pass may have rolled back mid-way; clearing is cheap, so do not guess.
+                    if result
+                        .as_ref()
+                        .ok()
+                        .is_none_or(RetentionReport::deleted_ids)
+                    {
+                        self.caches.clear();
+                    }
                     if let Err(e) = &result {
                         tracing::error!(error = %e, "retention pass failed");
                     }
@@ -167,9 +170,9 @@ impl Writer {
             Err(e) => {
                 tracing::error!(error = %e, batches = group.len(), "commit failed; batches not acknowledged");
                 self.caches.clear();
-                let message = e.to_string();
+                let e = Arc::new(e);
                 for pending in group {
-                    let _ = pending.reply.send(Err(StoreError::Task(message.clone())));
+                    let _ = pending.reply.send(Err(StoreError::GroupCommit(e.clone())));
                 }
             }
         }
@@ -208,6 +211,11 @@ fn store_batch(
 ) -> Result<IngestOutcome, StoreError> {
     let readings = batch.containers.len();
     let ts = int(batch.timestamp_ms);
+    // Serializing plain enums cannot fail; a failure would only lose this annotation.
+    let field_sources = batch
+        .field_sources
+        .as_ref()
+        .and_then(|f| serde_json::to_string(f).ok());
     let boot = match caches.boots.get(&batch.boot_id) {
         Some(id) => *id,
         None => {
@@ -237,8 +245,8 @@ fn store_batch(
     let inserted = tx
         .prepare_cached(
             "INSERT OR IGNORE INTO batches (boot, sequence, ts, node_id, received_ms, readings, source,
-                 source_reason)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                 source_reason, field_sources)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?
         .execute(params![
             boot,
@@ -248,7 +256,8 @@ fn store_batch(
             received_ms,
             readings as i64,
             batch.source.as_str(),
-            batch.source_reason.as_deref()
+            batch.source_reason.as_deref(),
+            field_sources
         ])?;
     if inserted == 0 {
         return Ok(IngestOutcome {
@@ -275,24 +284,23 @@ fn store_batch(
 
     let mut key = String::new();
     let mut pods_by_kind: HashMap<&str, Vec<&str>> = HashMap::new();
-    let mut packed = Vec::with_capacity(readings * blob::ENTRY_BYTES);
+    let mut packed = Vec::with_capacity(readings * blob::entry_bytes(blob::USAGE));
+    let mut contention = Vec::with_capacity(readings * blob::entry_bytes(blob::CONTENTION));
+    let mut contended = false;
     for c in &batch.containers {
         let series_id = series_id(tx, caches, &mut key, node_id, c, ts)?;
+        let usage = Metric::USAGE.map(|m| m.read(c).unwrap_or(0.0));
         blob::push(
             &mut packed,
             &blob::Entry {
                 series_id,
-                values: [
-                    c.cpu_percent,
-                    c.cpu_percent_node,
-                    c.memory_bytes as f64,
-                    c.memory_percent,
-                    c.disk_read_bytes_per_sec,
-                    c.disk_write_bytes_per_sec,
-                    c.io_ops_per_sec,
-                ],
+                values: usage,
             },
         );
+        // NaN marks an absent value: validated readings are finite.
+        let values = Metric::CONTENTION.map(|m| m.read(c).unwrap_or(f64::NAN));
+        contended |= values.iter().any(|v| !v.is_nan());
+        blob::push(&mut contention, &blob::Entry { series_id, values });
         if let (Some(kind), Some(pod)) = (c.kind.as_deref(), c.pod.as_deref())
             && !kind.is_empty()
             && kind != SYSTEM_KIND
@@ -306,9 +314,17 @@ fn store_batch(
         }
     }
     tx.prepare_cached(
-        "INSERT OR REPLACE INTO samples (ts, node_id, boot, readings) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT OR REPLACE INTO samples (ts, node_id, boot, readings, contention)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
-    .execute(params![ts, node_id, boot, packed])?;
+    .execute(params![
+        ts,
+        node_id,
+        boot,
+        packed,
+        contended.then_some(contention)
+    ])?;
+    store_oom_kills(tx, batch, ts, node_id, boot)?;
     let mut kind_pods = tx.prepare_cached(
         "INSERT OR REPLACE INTO kind_pods (ts, node_id, kind, pods) VALUES (?1, ?2, ?3, ?4)",
     )?;
@@ -319,6 +335,43 @@ fn store_batch(
         duplicate: false,
         readings,
     })
+}
+
+fn store_oom_kills(
+    tx: &Transaction<'_>,
+    batch: &ReadingBatch,
+    ts: i64,
+    node_id: i64,
+    boot: i64,
+) -> Result<(), StoreError> {
+    if batch.oom_kills.is_empty() {
+        return Ok(());
+    }
+    let mut insert = tx.prepare_cached(
+        "INSERT OR REPLACE INTO oom_kills (ts, node_id, boot, sequence, entry, cgroup_path, count,
+             observed, namespace, pod, pod_uid, container, workload, kind, slot)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+    )?;
+    for (entry, k) in batch.oom_kills.iter().enumerate() {
+        insert.execute(params![
+            ts,
+            node_id,
+            boot,
+            int(batch.sequence),
+            entry as i64,
+            k.cgroup_path,
+            int(k.count),
+            k.observed.as_str(),
+            k.namespace.as_deref().unwrap_or(""),
+            k.pod.as_deref().unwrap_or(""),
+            k.pod_uid.as_deref().unwrap_or(""),
+            k.container.as_deref().unwrap_or(""),
+            k.workload.as_deref().unwrap_or(""),
+            k.kind.as_deref().unwrap_or(""),
+            k.slot
+        ])?;
+    }
+    Ok(())
 }
 
 /// The display name of a series: `namespace/pod/container` for pod containers, else the cgroup path.
@@ -376,18 +429,19 @@ fn series_id(
     let (id, first_ms): (i64, i64) = tx
         .prepare_cached(
             "INSERT INTO series (node_id, cgroup_path, container_id, pod_uid, pod, namespace,
-                 container, workload, kind, name, first_ms, last_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)
+                 container, workload, kind, name, first_ms, last_ms, slot)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12)
              ON CONFLICT (node_id, cgroup_path, container_id, pod_uid, pod, namespace, container,
                  workload, kind)
              DO UPDATE SET first_ms = min(first_ms, excluded.first_ms),
-                           last_ms = max(last_ms, excluded.last_ms)
+                           last_ms = max(last_ms, excluded.last_ms),
+                           slot = coalesce(excluded.slot, slot)
              RETURNING id, first_ms",
         )?
         .query_row(
             params![
                 node_id, labels[0], labels[1], labels[2], labels[3], labels[4], labels[5],
-                labels[6], labels[7], name, ts
+                labels[6], labels[7], name, ts, c.slot
             ],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;

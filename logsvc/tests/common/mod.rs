@@ -11,7 +11,7 @@ use stressmix_api::readings::{ContainerReading, NodeReading, ReadingBatch, Readi
 use stressmix_logsvc::Config;
 use stressmix_logsvc::http::{AppState, router};
 use stressmix_logsvc::metrics::Metrics;
-use stressmix_logsvc::store::Db;
+use stressmix_logsvc::store::{Db, RetentionPolicy, RetentionReport};
 use tower::ServiceExt;
 
 pub const EXAMPLE: &str = include_str!("../../../examples/readings-batch.json");
@@ -159,4 +159,17 @@ pub fn batch(
         field_sources: None,
         oom_kills: Vec::new(),
     }
+}
+
+/// A retention pass as if run `days_later` days after T0, with the default retentions (raw 24 h,
+/// rollups 30 days).
+pub async fn retention_after(app: &App, days_later: i64) -> RetentionReport {
+    app.db
+        .retention(RetentionPolicy {
+            now_ms: T0 as i64 + days_later * 86_400_000,
+            raw: std::time::Duration::from_secs(86_400),
+            rollup: std::time::Duration::from_secs(30 * 86_400),
+        })
+        .await
+        .expect("retention")
 }

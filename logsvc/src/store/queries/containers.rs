@@ -1,0 +1,226 @@
+//! `/api/v1/query/containers`: container samples averaged per bucket.
+
+use rusqlite::{Connection, params};
+
+use super::json::{close_array, open_array, open_row, push_key, push_metric};
+use super::series::{SeriesInfo, load_series, position, position_table};
+use super::{
+    ContainerQuery, Label, METRICS, Metric, RangeQuery, Values, matches, rollup_metric_columns,
+};
+use crate::store::{StoreError, blob};
+
+/// `SELECT` of the rollup columns in `Metric::ALL` order (contention metrics: sum and count).
+fn rollup_select() -> String {
+    format!(
+        "SELECT ts, series_id, n, {} FROM samples_1m WHERE ts >= ?1 AND ts <= ?2",
+        rollup_metric_columns().join(", ")
+    )
+}
+
+/// Visits `(ts, series id, weights, values)` in time order: 1-minute rollups below the
+/// watermark (weights = readings rolled up, values = sums), then the packed raw readings (weight
+/// 1, or 0 where a contention value is absent). The contention blob is decoded only when
+/// `contention` is set; otherwise those weights stay 0.
+fn scan_containers<F>(
+    conn: &Connection,
+    range: &RangeQuery,
+    watermark: i64,
+    contention: bool,
+    mut visit: F,
+) -> Result<(), StoreError>
+where
+    F: FnMut(i64, i64, &Values, &Values),
+{
+    let mut weights: Values = [0.0; METRICS];
+    let mut values: Values = [0.0; METRICS];
+    if range.from < watermark {
+        let mut stmt = conn.prepare_cached(&rollup_select())?;
+        let mut rows = stmt.query(params![
+            range.from,
+            range.to.min(watermark.saturating_sub(1))
+        ])?;
+        while let Some(row) = rows.next()? {
+            let n: f64 = row.get(2)?;
+            let mut column = 3;
+            for metric in Metric::ALL {
+                let k = metric.index();
+                values[k] = row.get::<_, Option<f64>>(column)?.unwrap_or(0.0);
+                column += 1;
+                weights[k] = if metric.is_contention() {
+                    column += 1;
+                    row.get::<_, Option<f64>>(column - 1)?.unwrap_or(0.0)
+                } else {
+                    n
+                };
+            }
+            visit(row.get(0)?, row.get(1)?, &weights, &values);
+        }
+    }
+    if range.to >= watermark {
+        let mut stmt = conn.prepare_cached(
+            "SELECT ts, readings, contention FROM samples WHERE ts >= ?1 AND ts <= ?2 ORDER BY ts",
+        )?;
+        let mut rows = stmt.query(params![range.from.max(watermark), range.to])?;
+        weights = [0.0; METRICS];
+        values = [0.0; METRICS];
+        weights[..blob::USAGE].fill(1.0);
+        while let Some(row) = rows.next()? {
+            let ts: i64 = row.get(0)?;
+            let usage = blob::chunks(row.get_ref(1)?.as_blob()?, blob::USAGE);
+            let packed = if contention {
+                row.get_ref(2)?.as_blob_or_null()?
+            } else {
+                None
+            };
+            let mut contended = packed.map(|p| blob::chunks(p, blob::CONTENTION));
+            for entry in usage {
+                let series_id = blob::decode(entry, &mut values[..blob::USAGE]);
+                match contended.as_mut().and_then(Iterator::next) {
+                    Some(other) => {
+                        blob::decode(other, &mut values[blob::USAGE..]);
+                        for k in blob::USAGE..METRICS {
+                            // NaN: absent in this reading, so it weighs nothing.
+                            let present = !values[k].is_nan();
+                            weights[k] = if present { 1.0 } else { 0.0 };
+                            if !present {
+                                values[k] = 0.0;
+                            }
+                        }
+                    }
+                    None => weights[blob::USAGE..].fill(0.0),
+                }
+                visit(ts, series_id, &weights, &values);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Weighted sums within one bucket of the selected metrics only (a dashboard panel asks for one),
+/// flattened per series: `[series][selected metric]`.
+struct Accs {
+    width: usize,
+    touched: Vec<bool>,
+    weights: Vec<f64>,
+    sums: Vec<f64>,
+}
+
+impl Accs {
+    fn new(series: usize, width: usize) -> Accs {
+        Accs {
+            width,
+            touched: vec![false; series],
+            weights: vec![0.0; series * width],
+            sums: vec![0.0; series * width],
+        }
+    }
+
+    /// The selected metrics' (weight, sum) of series `i`, reset for the next bucket.
+    fn take(&mut self, i: usize) -> impl Iterator<Item = (f64, f64)> + '_ {
+        self.touched[i] = false;
+        let at = i * self.width..(i + 1) * self.width;
+        self.weights[at.clone()]
+            .iter_mut()
+            .zip(&mut self.sums[at])
+            .map(|(w, s)| (std::mem::take(w), std::mem::take(s)))
+    }
+}
+
+/// Container samples averaged per bucket; rows sorted by time, then series name.
+pub fn container_samples(
+    conn: &Connection,
+    range: &RangeQuery,
+    query: &ContainerQuery,
+    watermark: i64,
+) -> Result<Vec<u8>, StoreError> {
+    let mut series: Vec<SeriesInfo> = load_series(conn)?
+        .into_iter()
+        .filter(|s| {
+            s.overlaps(Some(range.from), Some(range.to))
+                && matches(&query.workloads, &s.workload)
+                && matches(&query.kinds, &s.kind)
+                && matches(&query.containers, &s.name)
+                && matches(&query.nodes, &s.node)
+        })
+        .collect();
+    series.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+    let table = position_table(&series);
+    let label_set = query.labels.clone().unwrap_or_else(|| Label::ALL.to_vec());
+    let labels: Vec<Vec<u8>> = series.iter().map(|s| s.label_fields(&label_set)).collect();
+    let metrics: Vec<Metric> = match query.metric {
+        Some(m) => vec![m],
+        None => Metric::USAGE.to_vec(),
+    };
+    let contention = metrics.iter().any(|m| m.is_contention());
+    // `,"cpu_percent":` etc., escaped once.
+    let keys: Vec<Vec<u8>> = metrics
+        .iter()
+        .map(|m| {
+            let mut key = Vec::new();
+            push_key(
+                &mut key,
+                if query.metric.is_some() {
+                    "value"
+                } else {
+                    m.name()
+                },
+            );
+            key
+        })
+        .collect();
+
+    let mut out = open_array(1 << 16);
+    let mut accs = Accs::new(series.len(), metrics.len());
+    let mut touched: Vec<usize> = Vec::new();
+    let mut current: Option<i64> = None;
+    let flush = |out: &mut Vec<u8>, bucket: i64, accs: &mut Accs, touched: &mut Vec<usize>| {
+        touched.sort_unstable();
+        let mut time = itoa::Buffer::new();
+        let time = time.format(bucket).as_bytes();
+        for &i in touched.iter() {
+            open_row(out);
+            out.extend_from_slice(b"{\"time\":");
+            out.extend_from_slice(time);
+            out.extend_from_slice(&labels[i]);
+            for ((metric, key), (weight, sum)) in metrics.iter().zip(&keys).zip(accs.take(i)) {
+                out.extend_from_slice(key);
+                push_metric(out, *metric, sum / weight);
+            }
+            out.push(b'}');
+        }
+        touched.clear();
+    };
+    scan_containers(
+        conn,
+        range,
+        watermark,
+        contention,
+        |ts, series_id, weights, values| {
+            let Some(i) = position(&table, series_id) else {
+                return;
+            };
+            let bucket = range.bucket(ts);
+            if current != Some(bucket) {
+                if let Some(previous) = current {
+                    flush(&mut out, previous, &mut accs, &mut touched);
+                }
+                current = Some(bucket);
+            }
+            if !accs.touched[i] {
+                accs.touched[i] = true;
+                touched.push(i);
+            }
+            let at = i * accs.width;
+            for (j, metric) in metrics.iter().enumerate() {
+                let k = metric.index();
+                accs.weights[at + j] += weights[k];
+                accs.sums[at + j] += values[k];
+            }
+        },
+    )?;
+    if let Some(previous) = current {
+        flush(&mut out, previous, &mut accs, &mut touched);
+    }
+    close_array(&mut out);
+    Ok(out)
+}
