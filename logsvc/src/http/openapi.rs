@@ -201,7 +201,7 @@ fn container_row() -> Value {
     }
     properties.insert(
         "value".into(),
-        json!({ "type": ["number", "null"], "description": "Only with `metric`; null in a bucket without that (pressure or throttling) metric" }),
+        json!({ "type": "number", "description": "Only with `metric`; a series has no row in a bucket where none of its readings had that (pressure or throttling) metric" }),
     );
     json!({
         "type": "object",

@@ -115,6 +115,13 @@ impl Accs {
         }
     }
 
+    /// No reading of series `i` in this bucket had any of the selected metrics.
+    fn absent(&self, i: usize) -> bool {
+        self.weights[i * self.width..(i + 1) * self.width]
+            .iter()
+            .all(|w| *w == 0.0)
+    }
+
     /// The selected metrics' (weight, sum) of series `i`, reset for the next bucket.
     fn take(&mut self, i: usize) -> impl Iterator<Item = (f64, f64)> + '_ {
         self.touched[i] = false;
@@ -178,6 +185,12 @@ pub fn container_samples(
         let mut time = itoa::Buffer::new();
         let time = time.format(bucket).as_bytes();
         for &i in touched.iter() {
+            // A series none of whose readings in the bucket had the metric (throttling of a cgroup
+            // without a quota, pressure with PSI off) has no point there, rather than a null one.
+            if accs.absent(i) {
+                accs.take(i).for_each(drop);
+                continue;
+            }
             open_row(out);
             out.extend_from_slice(b"{\"time\":");
             out.extend_from_slice(time);
