@@ -38,6 +38,9 @@ pub mod limits {
     pub const MAX_TIMESTAMP_MS: u64 = 32_503_680_000_000;
     /// Integers are stored as SQLite INTEGER (i64).
     pub const MAX_INTEGER: u64 = i64::MAX as u64;
+    /// Pressure and throttling values (percent of the interval, seconds per second) are stored as
+    /// 8-digit decimals up to this; no real reading comes near it.
+    pub const MAX_CONTENTION_VALUE: f64 = 1e8;
 }
 
 /// The value of `kind` for cgroups that belong to no stress pod.
@@ -261,35 +264,35 @@ pub struct ContainerReading {
     pub io_ops_per_sec: f64,
     /// Percent of the interval in which at least one task waited for CPU (`cpu.pressure` some).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "schema", schemars(range(min = 0)))]
+    #[cfg_attr(feature = "schema", schemars(range(min = 0, max = limits::MAX_CONTENTION_VALUE)))]
     pub cpu_pressure_some_percent: Option<f64>,
     /// Percent of the interval in which all non-idle tasks waited for CPU at once (`full`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "schema", schemars(range(min = 0)))]
+    #[cfg_attr(feature = "schema", schemars(range(min = 0, max = limits::MAX_CONTENTION_VALUE)))]
     pub cpu_pressure_full_percent: Option<f64>,
     /// The same for memory (`memory.pressure`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "schema", schemars(range(min = 0)))]
+    #[cfg_attr(feature = "schema", schemars(range(min = 0, max = limits::MAX_CONTENTION_VALUE)))]
     pub memory_pressure_some_percent: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "schema", schemars(range(min = 0)))]
+    #[cfg_attr(feature = "schema", schemars(range(min = 0, max = limits::MAX_CONTENTION_VALUE)))]
     pub memory_pressure_full_percent: Option<f64>,
     /// The same for I/O (`io.pressure`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "schema", schemars(range(min = 0)))]
+    #[cfg_attr(feature = "schema", schemars(range(min = 0, max = limits::MAX_CONTENTION_VALUE)))]
     pub io_pressure_some_percent: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "schema", schemars(range(min = 0)))]
+    #[cfg_attr(feature = "schema", schemars(range(min = 0, max = limits::MAX_CONTENTION_VALUE)))]
     pub io_pressure_full_percent: Option<f64>,
     /// Percent of the interval's CPU bandwidth periods (of `cpu.max`) in which the cgroup was
     /// throttled; `None` when it had no period with runnable tasks or no `cpu` controller.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "schema", schemars(range(min = 0)))]
+    #[cfg_attr(feature = "schema", schemars(range(min = 0, max = limits::MAX_CONTENTION_VALUE)))]
     pub cpu_throttled_periods_percent: Option<f64>,
     /// Time throttled per second of the interval (`cpu.stat throttled_usec`; summed over CPUs, so
     /// it can exceed 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "schema", schemars(range(min = 0)))]
+    #[cfg_attr(feature = "schema", schemars(range(min = 0, max = limits::MAX_CONTENTION_VALUE)))]
     pub cpu_throttled_seconds_per_sec: Option<f64>,
 }
 
@@ -511,6 +514,12 @@ impl ContainerReading {
         for (field, value) in optional {
             if let Some(value) = value {
                 check_number(&name(field), value)?;
+                if value > limits::MAX_CONTENTION_VALUE {
+                    return Err(invalid(
+                        name(field)(),
+                        format!("must be at most {}", limits::MAX_CONTENTION_VALUE),
+                    ));
+                }
             }
         }
         Ok(())
@@ -602,6 +611,15 @@ mod tests {
         assert_eq!(
             batch.validate().expect_err("too big").field,
             "node.memory_total_bytes"
+        );
+
+        let mut batch = example();
+        batch.containers[1].io_pressure_full_percent = Some(limits::MAX_CONTENTION_VALUE);
+        batch.validate().expect("the largest storable value");
+        batch.containers[1].io_pressure_full_percent = Some(limits::MAX_CONTENTION_VALUE * 10.0);
+        assert_eq!(
+            batch.validate().expect_err("past what the store keeps").field,
+            "containers[1].io_pressure_full_percent"
         );
     }
 

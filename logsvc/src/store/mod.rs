@@ -3,6 +3,7 @@
 //! thread too.
 
 mod blob;
+mod migrate;
 mod queries;
 mod retention;
 mod writer;
@@ -121,53 +122,11 @@ fn open_writer(path: &str, synchronous: Synchronous) -> Result<Connection, Store
          PRAGMA journal_size_limit = 67108864;"
     ))?;
     conn.execute_batch(include_str!("schema.sql"))?;
-    add_missing_columns(&conn)?;
+    migrate::migrate(&conn)?;
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;",
     )?;
     Ok(conn)
-}
-
-/// Columns added after a table was first created: `CREATE TABLE IF NOT EXISTS` leaves an older
-/// database's table as it was, so they are added here, to old and new databases alike (a NULL
-/// column costs nothing in existing rows). Only ever append.
-const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
-    // Why the agent read that source (its batch's source_reason), NULL when it gave none.
-    ("batches", "source_reason", "TEXT"),
-    // The batch's field_sources as JSON, NULL when it gave none.
-    ("batches", "field_sources", "TEXT"),
-    // The pod's slot in its Workload and kind, NULL for other cgroups.
-    ("series", "slot", "INTEGER"),
-    // Pressure and throttling, packed (blob.rs); NULL when no container of the batch had any.
-    ("samples", "contention", "BLOB"),
-];
-
-/// Every added column, with the `samples_1m` sum and count of each contention metric.
-fn added_columns() -> Vec<(&'static str, String, &'static str)> {
-    let mut columns: Vec<_> = ADDED_COLUMNS
-        .iter()
-        .map(|(table, column, decl)| (*table, (*column).to_string(), *decl))
-        .collect();
-    for metric in Metric::CONTENTION {
-        let (sum, count) = queries::rollup_columns(metric);
-        columns.push(("samples_1m", sum, "REAL"));
-        columns.extend(count.map(|c| ("samples_1m", c, "INTEGER")));
-    }
-    columns
-}
-
-fn add_missing_columns(conn: &Connection) -> Result<(), StoreError> {
-    for (table, column, decl) in added_columns() {
-        let present: bool = conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2)",
-            [table, column.as_str()],
-            |r| r.get(0),
-        )?;
-        if !present {
-            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl};"))?;
-        }
-    }
-    Ok(())
 }
 
 impl Db {
@@ -280,37 +239,6 @@ impl Db {
         let handle = self.writer_thread.lock().ok().and_then(|mut h| h.take());
         if let Some(handle) = handle {
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_older_database_gains_the_source_reason_column() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let path = dir.path().join("old.db");
-        let path = path.to_str().expect("utf-8 path");
-        let old = Connection::open(path).expect("open");
-        old.execute_batch(
-            "CREATE TABLE batches (boot INTEGER NOT NULL, sequence INTEGER NOT NULL,
-                 ts INTEGER NOT NULL, node_id INTEGER NOT NULL, received_ms INTEGER NOT NULL,
-                 readings INTEGER NOT NULL, source TEXT NOT NULL, PRIMARY KEY (boot, sequence))
-                 WITHOUT ROWID;
-             INSERT INTO batches VALUES (1, 0, 1, 1, 1, 0, 'module');",
-        )
-        .expect("old schema");
-        drop(old);
-        for _ in 0..2 {
-            let conn = open_writer(path, Synchronous::Normal).expect("reopen migrates");
-            let kept: (String, Option<String>) = conn
-                .query_row("SELECT source, source_reason FROM batches", [], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
-                .expect("old row");
-            assert_eq!(kept, ("module".to_owned(), None));
         }
     }
 }

@@ -86,7 +86,10 @@ fn roll_up_samples(tx: &Transaction<'_>, cutoff: i64) -> Result<usize, StoreErro
     let mut minutes: HashMap<(i64, i64), Minute> = HashMap::new();
     let mut readings = 0;
     {
-        let mut stmt = tx.prepare("SELECT ts, readings, contention FROM samples WHERE ts < ?1")?;
+        let mut stmt = tx.prepare(
+            "SELECT s.ts, s.readings, c.entries FROM samples s
+             LEFT JOIN samples_contention c ON c.sample = s.id WHERE s.ts < ?1",
+        )?;
         let mut rows = stmt.query([cutoff])?;
         while let Some(row) = rows.next()? {
             let ts: i64 = row.get(0)?;
@@ -94,8 +97,8 @@ fn roll_up_samples(tx: &Transaction<'_>, cutoff: i64) -> Result<usize, StoreErro
             let mut contended = row
                 .get_ref(2)?
                 .as_blob_or_null()?
-                .map(blob::entries::<{ blob::CONTENTION }>);
-            for entry in blob::entries::<{ blob::USAGE }>(row.get_ref(1)?.as_blob()?) {
+                .map(blob::contention_entries);
+            for entry in blob::usage_entries(row.get_ref(1)?.as_blob()?) {
                 let m = minutes
                     .entry((minute, entry.series_id))
                     .or_insert_with(|| Minute {
@@ -108,7 +111,7 @@ fn roll_up_samples(tx: &Transaction<'_>, cutoff: i64) -> Result<usize, StoreErro
                     *sum += v;
                 }
                 if let Some(other) = contended.as_mut().and_then(Iterator::next) {
-                    for (k, v) in other.values.into_iter().enumerate() {
+                    for (k, v) in other.into_iter().enumerate() {
                         if !v.is_nan() {
                             m.sums[blob::USAGE + k] += v;
                             m.counts[k] += 1;
@@ -147,6 +150,11 @@ pub(crate) fn run(
     let rollup_cutoff = policy.rollup_cutoff_ms();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let raw_rows_rolled_up = roll_up_samples(&tx, raw_cutoff)?;
+    tx.execute(
+        "DELETE FROM samples_contention
+         WHERE sample IN (SELECT id FROM samples WHERE ts < ?1)",
+        [raw_cutoff],
+    )?;
     tx.execute("DELETE FROM samples WHERE ts < ?1", [raw_cutoff])?;
     tx.execute(
         "INSERT INTO node_samples_1m (ts, node_id, n, sum_cpu_percent, max_cpus,

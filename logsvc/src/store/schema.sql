@@ -68,6 +68,14 @@ CREATE TABLE IF NOT EXISTS samples (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS samples_time ON samples (ts, node_id, boot);
 
+-- Pressure and throttling of the batch in `samples` row `sample`, packed (see blob.rs); only for
+-- batches that carried any. A table of its own so that usage queries read the pages they read
+-- before contention existed, and rows of both kinds stay small enough to share pages.
+CREATE TABLE IF NOT EXISTS samples_contention (
+    sample  INTEGER PRIMARY KEY,
+    entries BLOB NOT NULL
+);
+
 -- Stress pods per kind per node per batch (system cgroups excluded).
 CREATE TABLE IF NOT EXISTS kind_pods (
     ts      INTEGER NOT NULL,

@@ -284,15 +284,15 @@ fn store_batch(
 
     let mut key = String::new();
     let mut pods_by_kind: HashMap<&str, Vec<&str>> = HashMap::new();
-    let mut packed = Vec::with_capacity(readings * blob::entry_bytes(blob::USAGE));
-    let mut contention = Vec::with_capacity(readings * blob::entry_bytes(blob::CONTENTION));
+    let mut packed = Vec::with_capacity(readings * blob::USAGE_ENTRY_BYTES);
+    let mut contention = Vec::with_capacity(readings * blob::CONTENTION_ENTRY_BYTES);
     let mut contended = false;
     for c in &batch.containers {
         let series_id = series_id(tx, caches, &mut key, node_id, c, ts)?;
         let usage = Metric::USAGE.map(|m| m.read(c).unwrap_or(0.0));
-        blob::push(
+        blob::push_usage(
             &mut packed,
-            &blob::Entry {
+            &blob::UsageEntry {
                 series_id,
                 values: usage,
             },
@@ -300,7 +300,7 @@ fn store_batch(
         // NaN marks an absent value: validated readings are finite.
         let values = Metric::CONTENTION.map(|m| m.read(c).unwrap_or(f64::NAN));
         contended |= values.iter().any(|v| !v.is_nan());
-        blob::push(&mut contention, &blob::Entry { series_id, values });
+        blob::push_contention(&mut contention, &values);
         if let (Some(kind), Some(pod)) = (c.kind.as_deref(), c.pod.as_deref())
             && !kind.is_empty()
             && kind != SYSTEM_KIND
@@ -313,17 +313,24 @@ fn store_batch(
             }
         }
     }
-    tx.prepare_cached(
-        "INSERT OR REPLACE INTO samples (ts, node_id, boot, readings, contention)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![
-        ts,
-        node_id,
-        boot,
-        packed,
-        contended.then_some(contention)
-    ])?;
+    // An upsert, not a replace: the row keeps its id, which its contention row refers to.
+    let sample: i64 = tx
+        .prepare_cached(
+            "INSERT INTO samples (ts, node_id, boot, readings) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (ts, node_id, boot) DO UPDATE SET readings = excluded.readings
+             RETURNING id",
+        )?
+        .query_row(params![ts, node_id, boot, packed], |r| r.get(0))?;
+    if contended {
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO samples_contention (sample, entries) VALUES (?1, ?2)",
+        )?
+        .execute(params![sample, contention])?;
+    } else {
+        // A batch without contention that took the place of one with it.
+        tx.prepare_cached("DELETE FROM samples_contention WHERE sample = ?1")?
+            .execute([sample])?;
+    }
     store_oom_kills(tx, batch, ts, node_id, boot)?;
     let mut kind_pods = tx.prepare_cached(
         "INSERT OR REPLACE INTO kind_pods (ts, node_id, kind, pods) VALUES (?1, ?2, ?3, ?4)",

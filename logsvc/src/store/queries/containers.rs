@@ -57,27 +57,30 @@ where
         }
     }
     if range.to >= watermark {
-        let mut stmt = conn.prepare_cached(
-            "SELECT ts, readings, contention FROM samples WHERE ts >= ?1 AND ts <= ?2 ORDER BY ts",
-        )?;
+        // Usage alone never touches the contention table.
+        let mut stmt = conn.prepare_cached(if contention {
+            "SELECT s.ts, s.readings, c.entries FROM samples s
+             LEFT JOIN samples_contention c ON c.sample = s.id
+             WHERE s.ts >= ?1 AND s.ts <= ?2 ORDER BY s.ts"
+        } else {
+            "SELECT ts, readings, NULL FROM samples WHERE ts >= ?1 AND ts <= ?2 ORDER BY ts"
+        })?;
         let mut rows = stmt.query(params![range.from.max(watermark), range.to])?;
         weights = [0.0; METRICS];
         values = [0.0; METRICS];
         weights[..blob::USAGE].fill(1.0);
         while let Some(row) = rows.next()? {
             let ts: i64 = row.get(0)?;
-            let usage = blob::chunks(row.get_ref(1)?.as_blob()?, blob::USAGE);
-            let packed = if contention {
-                row.get_ref(2)?.as_blob_or_null()?
-            } else {
-                None
-            };
-            let mut contended = packed.map(|p| blob::chunks(p, blob::CONTENTION));
+            let usage = blob::usage_chunks(row.get_ref(1)?.as_blob()?);
+            let mut contended = row
+                .get_ref(2)?
+                .as_blob_or_null()?
+                .map(blob::contention_chunks);
             for entry in usage {
-                let series_id = blob::decode(entry, &mut values[..blob::USAGE]);
+                let series_id = blob::decode_usage(entry, &mut values[..blob::USAGE]);
                 match contended.as_mut().and_then(Iterator::next) {
                     Some(other) => {
-                        blob::decode(other, &mut values[blob::USAGE..]);
+                        blob::decode_contention(other, &mut values[blob::USAGE..]);
                         for k in blob::USAGE..METRICS {
                             // NaN: absent in this reading, so it weighs nothing.
                             let present = !values[k].is_nan();

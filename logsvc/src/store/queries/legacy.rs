@@ -25,8 +25,8 @@ pub fn legacy_data(
         let mut rows = stmt.query(params![from, to])?;
         'rows: while let Some(row) = rows.next()? {
             let ts: i64 = row.get(0)?;
-            let entries: Vec<blob::Entry<{ blob::USAGE }>> =
-                blob::entries(row.get_ref(1)?.as_blob()?).collect();
+            let entries: Vec<blob::UsageEntry> =
+                blob::usage_entries(row.get_ref(1)?.as_blob()?).collect();
             for entry in entries.into_iter().rev() {
                 if picked.len() >= limit {
                     break 'rows;

@@ -77,7 +77,7 @@ impl Metric {
         Metric::IoOpsPerSec,
     ];
 
-    /// Packed in `samples.contention`, in this order.
+    /// Packed in `samples_contention.entries`, in this order.
     pub const CONTENTION: [Metric; blob::CONTENTION] = [
         Metric::CpuPressureSomePercent,
         Metric::CpuPressureFullPercent,
@@ -189,7 +189,7 @@ impl Metric {
         self == Metric::MemoryBytes
     }
 
-    /// Stored in `samples.contention` (and in nullable rollup columns), not in every reading.
+    /// Stored in `samples_contention` (and in nullable rollup columns), not in every reading.
     pub fn is_contention(self) -> bool {
         self.index() >= blob::USAGE
     }

@@ -27,7 +27,9 @@ pub fn snapshot(
     let mut latest: HashMap<i64, Packed> = HashMap::new();
     {
         let mut stmt = conn.prepare_cached(
-            "SELECT ts, node_id, readings, contention FROM samples WHERE ts >= ?1 ORDER BY ts",
+            "SELECT s.ts, s.node_id, s.readings, c.entries FROM samples s
+             LEFT JOIN samples_contention c ON c.sample = s.id
+             WHERE s.ts >= ?1 ORDER BY s.ts",
         )?;
         let mut rows = stmt.query([newest.saturating_sub(max_age_ms)])?;
         while let Some(row) = rows.next()? {
@@ -47,15 +49,13 @@ pub fn snapshot(
     let table = position_table(&series);
     let mut picked: Vec<(usize, i64, Values)> = Vec::new();
     for (ts, usage, contention) in latest.values() {
-        let mut contended = contention
-            .as_deref()
-            .map(blob::entries::<{ blob::CONTENTION }>);
-        for entry in blob::entries::<{ blob::USAGE }>(usage) {
+        let mut contended = contention.as_deref().map(blob::contention_entries);
+        for entry in blob::usage_entries(usage) {
             // Absent contention values are NaN, which the writer answers as null.
             let mut values = [f64::NAN; METRICS];
             values[..blob::USAGE].copy_from_slice(&entry.values);
             if let Some(other) = contended.as_mut().and_then(Iterator::next) {
-                values[blob::USAGE..].copy_from_slice(&other.values);
+                values[blob::USAGE..].copy_from_slice(&other);
             }
             if let Some(i) = position(&table, entry.series_id) {
                 picked.push((i, *ts, values));
