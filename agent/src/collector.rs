@@ -68,7 +68,7 @@ impl Collector {
     }
 
     /// Take one reading. `Ok(None)` on the first interval (rates need two readings).
-    pub fn collect(&mut self, pods: &PodIndex) -> Result<Option<ReadingBatch>, SourceError> {
+    pub fn collect(&mut self, pods: PodIndex) -> Result<Option<ReadingBatch>, SourceError> {
         let started = Instant::now();
         let result = self.collect_inner(pods);
         self.metrics
@@ -83,7 +83,7 @@ impl Collector {
         result
     }
 
-    fn collect_inner(&mut self, pods: &PodIndex) -> Result<Option<ReadingBatch>, SourceError> {
+    fn collect_inner(&mut self, pods: PodIndex) -> Result<Option<ReadingBatch>, SourceError> {
         // Taken before the snapshot: a value read later may be newer than the snapshot's.
         let finals = self
             .oom_watch
@@ -120,10 +120,7 @@ impl Collector {
                     false
                 }
             });
-        let oom_kills: Vec<OomKill> = kills
-            .into_iter()
-            .map(|k| attribute_kill(&pods, k))
-            .collect();
+        let oom_kills: Vec<OomKill> = kills.into_iter().map(|k| attribute_kill(pods, k)).collect();
         for kill in &oom_kills {
             tracing::info!(
                 cgroup = kill.cgroup_path,
@@ -225,12 +222,12 @@ mod tests {
         )
         .with_source_reason(Some(reason.into()));
         let pods = PodIndex::new();
-        assert!(c.collect(&pods).expect("first").is_none());
+        assert!(c.collect(pods.clone()).expect("first").is_none());
         std::thread::sleep(std::time::Duration::from_millis(20));
         std::fs::write(work.join("cpu.stat"), "usage_usec 10000\n").expect("write");
-        let b0 = c.collect(&pods).expect("second").expect("batch");
+        let b0 = c.collect(pods.clone()).expect("second").expect("batch");
         std::thread::sleep(std::time::Duration::from_millis(20));
-        let b1 = c.collect(&pods).expect("third").expect("batch");
+        let b1 = c.collect(pods.clone()).expect("third").expect("batch");
         assert_eq!((b0.sequence, b1.sequence), (0, 1));
         assert_eq!(b0.source, ReadingSource::Cgroupfs);
         assert_eq!(b0.source_reason.as_deref(), Some(reason));
@@ -332,9 +329,9 @@ mod tests {
         }
         let pods = one_stress_pod(uid, "cpu", 0, &container);
         let (mut c, metrics) = cgroupfs_collector(root);
-        assert!(c.collect(&pods).expect("first").is_none());
+        assert!(c.collect(pods.clone()).expect("first").is_none());
         std::thread::sleep(std::time::Duration::from_millis(20));
-        let batch = c.collect(&pods).expect("second").expect("batch");
+        let batch = c.collect(pods.clone()).expect("second").expect("batch");
         let pod_readings: Vec<_> = batch
             .containers
             .iter()
@@ -391,8 +388,8 @@ mod tests {
         memory_cgroup(&pod_dir.join(&victim), 60 << 20, 0);
         let pods = one_stress_pod(uid, "memory", 2, &victim);
         let (mut c, metrics) = cgroupfs_collector(root);
-        assert!(c.collect(&pods).expect("first").is_none());
-        let batch = c.collect(&pods).expect("second").expect("batch");
+        assert!(c.collect(pods.clone()).expect("first").is_none());
+        let batch = c.collect(pods.clone()).expect("second").expect("batch");
         assert!(batch.oom_kills.is_empty());
 
         // The kill, as the kernel shows it: every level's memory.events changes at once, then the
@@ -403,7 +400,7 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(300));
         std::fs::remove_dir_all(pod_dir.join(&victim)).expect("rm");
         memory_cgroup(&pod_dir.join("8".repeat(64)), 1 << 20, 0);
-        let batch = c.collect(&PodIndex::new()).expect("third").expect("batch");
+        let batch = c.collect(PodIndex::new()).expect("third").expect("batch");
         batch.validate().expect("valid");
         assert_eq!(batch.oom_kills.len(), 1, "{:?}", batch.oom_kills);
         let kill = &batch.oom_kills[0];
@@ -429,7 +426,7 @@ mod tests {
             "{text}"
         );
         // Counted once.
-        let batch = c.collect(&PodIndex::new()).expect("fourth").expect("batch");
+        let batch = c.collect(PodIndex::new()).expect("fourth").expect("batch");
         assert!(batch.oom_kills.is_empty());
     }
 }

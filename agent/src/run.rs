@@ -304,7 +304,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     loop {
         tokio::select! {
             _ = ticker.tick() => {
-                match collector.collect(&pods.index()) {
+                match collector.collect(pods.index()) {
                     Ok(Some(batch)) => shipper.enqueue(batch),
                     Ok(None) => {}
                     Err(e) => tracing::error!(error = %e, "collection failed"),

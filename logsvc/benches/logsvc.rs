@@ -374,18 +374,44 @@ fn main() {
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        println!("| ingest ({CLIENTS} clients, {CONTAINERS} containers/batch, {INGEST_SECONDS} s, median of {ROUNDS}) | readings/s |");
+        if std::env::var_os("STRESSMIX_BENCH_QUERIES_ONLY").is_none() {
+            ingest_table().await;
+        }
+        println!("| query `/api/v1/query/containers`, 1 h x 100 containers x 1 s (360,000 readings), median of {QUERY_RUNS} | ms | rows |");
+        println!("|---|---|---|");
+        for (label, ms, rows) in query_latencies().await {
+            println!("| {label} | {ms:.1} | {rows} |");
+        }
+    });
+}
+
+/// The ingest rows (`STRESSMIX_BENCH_QUERIES_ONLY=1` skips them).
+async fn ingest_table() {
+    {
+        println!(
+            "| ingest ({CLIENTS} clients, {CONTAINERS} containers/batch, {INGEST_SECONDS} s, median of {ROUNDS}) | readings/s |"
+        );
         println!("|---|---|");
         for (name, sync) in [
-            ("synchronous=FULL (fsync every commit; default)", Synchronous::Full),
-            ("synchronous=NORMAL (WAL; fsync at checkpoints)", Synchronous::Normal),
+            (
+                "synchronous=FULL (fsync every commit; default)",
+                Synchronous::Full,
+            ),
+            (
+                "synchronous=NORMAL (WAL; fsync at checkpoints)",
+                Synchronous::Normal,
+            ),
         ] {
             let mut rates = Vec::new();
             for round in 0..ROUNDS {
                 rates.push(ingest_rate(sync, round).await);
             }
             let all: Vec<String> = rates.iter().map(|r| format!("{r:.0}")).collect();
-            println!("| {name} | {:.0} (runs: {}) |", median(rates.clone()), all.join(", "));
+            println!(
+                "| {name} | {:.0} (runs: {}) |",
+                median(rates.clone()),
+                all.join(", ")
+            );
         }
         let mut rates = Vec::new();
         for round in 0..ROUNDS {
@@ -398,10 +424,5 @@ fn main() {
             all.join(", ")
         );
         println!();
-        println!("| query `/api/v1/query/containers`, 1 h x 100 containers x 1 s (360,000 readings), median of {QUERY_RUNS} | ms | rows |");
-        println!("|---|---|---|");
-        for (label, ms, rows) in query_latencies().await {
-            println!("| {label} | {ms:.1} | {rows} |");
-        }
-    });
+    }
 }

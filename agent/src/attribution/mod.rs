@@ -122,8 +122,10 @@ impl PodIndex {
 /// the kill in its cgroup's ancestors. Without them the kill would be of kind "system".
 #[derive(Debug, Default)]
 pub struct RecentPods {
-    /// By UID: the pod and how many collections ago it was last in the index.
-    pods: HashMap<String, (PodInfo, u32)>,
+    /// The latest index, plus the pods that left it in the last [`Self::KEEP`] collections.
+    known: PodIndex,
+    /// By UID, the pods of `known` that left the index: collections since they left.
+    departed: HashMap<String, u32>,
 }
 
 impl RecentPods {
@@ -134,20 +136,24 @@ impl RecentPods {
         Self::default()
     }
 
-    /// `current` plus the pods that left it in the last [`Self::KEEP`] collections.
-    pub fn merged(&mut self, current: &PodIndex) -> PodIndex {
-        self.pods.retain(|uid, (_, age)| {
+    /// `current` plus the pods that left it in the last [`Self::KEEP`] collections. Takes the
+    /// index by value: pods move in and out, nothing is copied but a departed pod's UID.
+    pub fn merged(&mut self, current: PodIndex) -> &PodIndex {
+        let previous = std::mem::replace(&mut self.known, current);
+        for (uid, pod) in previous.pods {
+            if self.known.pods.contains_key(&uid) {
+                self.departed.remove(&uid);
+                continue;
+            }
+            let age = self.departed.entry(uid.clone()).or_insert(0);
             *age += 1;
-            *age <= Self::KEEP && !current.pods.contains_key(uid)
-        });
-        let mut index = current.clone();
-        for (uid, (pod, _)) in &self.pods {
-            index.pods.insert(uid.clone(), pod.clone());
+            if *age <= Self::KEEP {
+                self.known.pods.insert(uid, pod);
+            } else {
+                self.departed.remove(&uid);
+            }
         }
-        for (uid, pod) in &current.pods {
-            self.pods.insert(uid.clone(), (pod.clone(), 0));
-        }
-        index
+        &self.known
     }
 }
 
@@ -290,19 +296,18 @@ mod tests {
     fn departed_pods_stay_known_for_a_while() {
         let path = format!("/kubepods/pod{UID}/{CID}");
         let mut recent = RecentPods::new();
-        let merged = recent.merged(&index());
         let mut r = reading(&path);
-        merged.attribute(&mut r);
+        recent.merged(index()).attribute(&mut r);
         assert_eq!(r.workload.as_deref(), Some("lab"));
         // The pod is deleted: still attributed for KEEP collections, then no more.
         for _ in 0..RecentPods::KEEP {
             let mut r = reading(&path);
-            recent.merged(&PodIndex::new()).attribute(&mut r);
+            recent.merged(PodIndex::new()).attribute(&mut r);
             assert_eq!(r.pod.as_deref(), Some("lab-cpu-0"));
             assert_eq!(r.slot, Some(3));
         }
         let mut r = reading(&path);
-        recent.merged(&PodIndex::new()).attribute(&mut r);
+        recent.merged(PodIndex::new()).attribute(&mut r);
         assert_eq!(r.pod, None);
         assert_eq!(r.kind.as_deref(), Some(SYSTEM_KIND));
     }

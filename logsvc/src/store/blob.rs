@@ -128,20 +128,14 @@ pub fn contention_chunks(blob: &[u8]) -> std::slice::ChunksExact<'_, u8> {
     blob.chunks_exact(CONTENTION_ENTRY_BYTES)
 }
 
-/// Decodes one contention entry into `values` (NaN = absent).
-pub fn decode_contention(chunk: &[u8], values: &mut [f64]) {
-    for (k, v) in values.iter_mut().take(CONTENTION).enumerate() {
-        *v = decode_decimal(u32::from_le_bytes(word(chunk, 4 * k)));
-    }
+/// Value `k` of one contention entry (NaN = absent).
+pub fn contention_value(chunk: &[u8], k: usize) -> f64 {
+    decode_decimal(u32::from_le_bytes(word(chunk, 4 * k)))
 }
 
 /// The contention entries of a blob, decoded.
 pub fn contention_entries(blob: &[u8]) -> impl Iterator<Item = [f64; CONTENTION]> + '_ {
-    contention_chunks(blob).map(|chunk| {
-        let mut values = [0.0; CONTENTION];
-        decode_contention(chunk, &mut values);
-        values
-    })
+    contention_chunks(blob).map(|chunk| std::array::from_fn(|k| contention_value(chunk, k)))
 }
 
 #[cfg(test)]
@@ -183,7 +177,10 @@ mod tests {
         for k in [0, 1, 3, 4, 6, 7] {
             assert!(back[0][k].is_nan(), "value {k} absent");
         }
-        assert_eq!(back[1], second, "decimals of up to 8 digits come back as sent");
+        assert_eq!(
+            back[1], second,
+            "decimals of up to 8 digits come back as sent"
+        );
     }
 
     #[test]
@@ -192,10 +189,7 @@ mod tests {
         while v < 1.5e7 {
             for x in [v, v * 1.234_567_891_2, v * 9.999_999_999] {
                 let back = decode_decimal(encode_decimal(x));
-                assert!(
-                    (back - x).abs() <= x * 5e-8,
-                    "{x} came back as {back}"
-                );
+                assert!((back - x).abs() <= x * 5e-8, "{x} came back as {back}");
             }
             v *= 10.0;
         }

@@ -71,8 +71,9 @@ fn move_contention_out_of_samples(conn: &Connection) -> Result<(), StoreError> {
     {
         let mut rows =
             tx.prepare("SELECT id, contention FROM samples WHERE contention IS NOT NULL")?;
-        let mut insert =
-            tx.prepare("INSERT OR REPLACE INTO samples_contention (sample, entries) VALUES (?1, ?2)")?;
+        let mut insert = tx.prepare(
+            "INSERT OR REPLACE INTO samples_contention (sample, entries) VALUES (?1, ?2)",
+        )?;
         let mut rows = rows.query([])?;
         while let Some(row) = rows.next()? {
             let sample: i64 = row.get(0)?;

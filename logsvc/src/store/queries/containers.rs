@@ -9,6 +9,9 @@ use super::{
 };
 use crate::store::{StoreError, blob};
 
+/// The most an answer's buffer reserves before it is written (it grows past it if it must).
+const MAX_RESERVED_BYTES: usize = 64 << 20;
+
 /// `SELECT` of the rollup columns in `Metric::ALL` order (contention metrics: sum and count).
 fn rollup_select() -> String {
     format!(
@@ -19,13 +22,14 @@ fn rollup_select() -> String {
 
 /// Visits `(ts, series id, weights, values)` in time order: 1-minute rollups below the
 /// watermark (weights = readings rolled up, values = sums), then the packed raw readings (weight
-/// 1, or 0 where a contention value is absent). The contention blob is decoded only when
-/// `contention` is set; otherwise those weights stay 0.
+/// 1, or 0 where a contention value is absent). Of the contention values only those in
+/// `contention` (indices into `Metric::CONTENTION`) are decoded, the others weigh 0; with none,
+/// the contention table is not read at all.
 fn scan_containers<F>(
     conn: &Connection,
     range: &RangeQuery,
     watermark: i64,
-    contention: bool,
+    contention: &[usize],
     mut visit: F,
 ) -> Result<(), StoreError>
 where
@@ -58,7 +62,7 @@ where
     }
     if range.to >= watermark {
         // Usage alone never touches the contention table.
-        let mut stmt = conn.prepare_cached(if contention {
+        let mut stmt = conn.prepare_cached(if !contention.is_empty() {
             "SELECT s.ts, s.readings, c.entries FROM samples s
              LEFT JOIN samples_contention c ON c.sample = s.id
              WHERE s.ts >= ?1 AND s.ts <= ?2 ORDER BY s.ts"
@@ -80,14 +84,12 @@ where
                 let series_id = blob::decode_usage(entry, &mut values[..blob::USAGE]);
                 match contended.as_mut().and_then(Iterator::next) {
                     Some(other) => {
-                        blob::decode_contention(other, &mut values[blob::USAGE..]);
-                        for k in blob::USAGE..METRICS {
+                        for &k in contention {
                             // NaN: absent in this reading, so it weighs nothing.
-                            let present = !values[k].is_nan();
-                            weights[k] = if present { 1.0 } else { 0.0 };
-                            if !present {
-                                values[k] = 0.0;
-                            }
+                            let value = blob::contention_value(other, k);
+                            let present = !value.is_nan();
+                            weights[blob::USAGE + k] = if present { 1.0 } else { 0.0 };
+                            values[blob::USAGE + k] = if present { value } else { 0.0 };
                         }
                     }
                     None => weights[blob::USAGE..].fill(0.0),
@@ -161,7 +163,11 @@ pub fn container_samples(
         Some(m) => vec![m],
         None => Metric::USAGE.to_vec(),
     };
-    let contention = metrics.iter().any(|m| m.is_contention());
+    let contention: Vec<usize> = metrics
+        .iter()
+        .filter(|m| m.is_contention())
+        .map(|m| m.index() - blob::USAGE)
+        .collect();
     // `,"cpu_percent":` etc., escaped once.
     let keys: Vec<Vec<u8>> = metrics
         .iter()
@@ -179,7 +185,17 @@ pub fn container_samples(
         })
         .collect();
 
-    let mut out = open_array(1 << 16);
+    // At most one row per bucket and series: reserved up front, a panel's answer (megabytes) is
+    // written without the copies of a growing buffer.
+    let buckets = usize::try_from((range.to - range.from) / range.step.max(1) + 2).unwrap_or(1);
+    let label_bytes = labels.iter().map(Vec::len).sum::<usize>() / labels.len().max(1);
+    let row_bytes = 24 + label_bytes + 28 * metrics.len();
+    let mut out = open_array(
+        buckets
+            .saturating_mul(series.len())
+            .saturating_mul(row_bytes)
+            .min(MAX_RESERVED_BYTES),
+    );
     let mut accs = Accs::new(series.len(), metrics.len());
     let mut touched: Vec<usize> = Vec::new();
     let mut current: Option<i64> = None;
@@ -210,7 +226,7 @@ pub fn container_samples(
         conn,
         range,
         watermark,
-        contention,
+        &contention,
         |ts, series_id, weights, values| {
             let Some(i) = position(&table, series_id) else {
                 return;
