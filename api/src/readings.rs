@@ -618,7 +618,10 @@ mod tests {
         batch.validate().expect("the largest storable value");
         batch.containers[1].io_pressure_full_percent = Some(limits::MAX_CONTENTION_VALUE * 10.0);
         assert_eq!(
-            batch.validate().expect_err("past what the store keeps").field,
+            batch
+                .validate()
+                .expect_err("past what the store keeps")
+                .field,
             "containers[1].io_pressure_full_percent"
         );
     }
