@@ -66,6 +66,15 @@ async fn ingest(app: &App, seconds: u64) {
     }
 }
 
+async fn contention_rows(app: &App) -> i64 {
+    app.db
+        .read(|conn| {
+            Ok(conn.query_row("SELECT count(*) FROM samples_contention", [], |r| r.get(0))?)
+        })
+        .await
+        .expect("count")
+}
+
 fn metric_query(metric: &str, to: u64, step: u64) -> String {
     format!(
         "/api/v1/query/containers?from={T0}&to={to}&step_ms={step}&metric={metric}&labels=series"
@@ -159,8 +168,14 @@ async fn rollups_keep_the_means_of_values_some_readings_lack() {
     for metric in metrics {
         before.push(get(&app, &metric_query(metric, to, 60_000)).await.rows());
     }
+    assert_eq!(contention_rows(&app).await, 120);
     let report = retention_after(&app, 2).await;
     assert_eq!(report.raw_rows_rolled_up, 240);
+    assert_eq!(
+        contention_rows(&app).await,
+        0,
+        "the contention of rolled-up batches goes with them"
+    );
     for (metric, before) in metrics.iter().zip(before) {
         let after = get(&app, &metric_query(metric, to, 60_000)).await.rows();
         assert_eq!(after, before, "{metric}");
@@ -281,4 +296,22 @@ async fn a_bad_oom_kill_entry_is_400_naming_the_field() {
         .await
         .rows();
     assert!(kills.is_empty());
+}
+
+/// Two batches of one node and boot at the same instant (another sequence): the later one's
+/// readings stand, contention included, also when it carried none.
+#[tokio::test]
+async fn a_batch_taking_the_place_of_another_takes_its_contention_too() {
+    let app = app(Config::for_tests());
+    let first = batch("node-a", BOOT, 0, T0, contended(1));
+    assert_eq!(post_batch(&app, &first).await.status, StatusCode::OK);
+    let snapshot = get(&app, "/api/v1/snapshot").await.rows();
+    assert_eq!(snapshot[0]["cpu_pressure_some_percent"], 10.0);
+
+    let plain = batch("node-a", BOOT, 1, T0, vec![container("cpu", 0, 50.0)]);
+    assert_eq!(post_batch(&app, &plain).await.status, StatusCode::OK);
+    let snapshot = get(&app, "/api/v1/snapshot").await.rows();
+    assert_eq!(snapshot.len(), 1);
+    assert_eq!(snapshot[0]["cpu_pressure_some_percent"], json!(null));
+    assert_eq!(contention_rows(&app).await, 0);
 }
