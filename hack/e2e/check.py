@@ -540,6 +540,17 @@ def pods_the_cluster_ran(wl):
     return names
 
 
+def typed_answer(where, target, variables, from_ms, to_ms, may_be_empty=False):
+    """A dashboard query as Grafana sends it: HTTP 200 and rows holding its typed columns."""
+    status, body, url, params = dc.run_query(LOGSVC, target, variables, from_ms, to_ms)
+    if status != 200 or not isinstance(body, list) or (not body and not may_be_empty):
+        fail(f"{where}: GET {url} -> {status}: {str(body)[:200]}")
+    error = dc.row_error(target, body)
+    if error:
+        fail(f"{where}: {error}")
+    return body, url, params
+
+
 def check_dashboard():
     wl = workload()
     total = sum(e["replicas"] for e in wl["spec"]["mix"])
@@ -574,16 +585,11 @@ def check_dashboard():
         for p in dc.all_panels(dash["panels"]):
             for t in p.get("targets", []):
                 where = f"{title} / {p.get('title')!r} {t.get('refId')}"
-                status, body, url, params = dc.run_query(LOGSVC, t, variables, from_ms, to_ms)
                 # OOM kills are events: none in the window is an answer (check oom runs these
                 # queries over its kills).
-                if status != 200 or not isinstance(body, list) or (not body and not url.endswith("/oom-kills")):
-                    fail(f"{where}: GET {url} -> {status}: {str(body)[:200]}")
+                body, url, params = typed_answer(where, t, variables, from_ms, to_ms,
+                                                 may_be_empty=t.get("url", "").endswith("/oom-kills"))
                 labels = [c["selector"] for c in t.get("columns", []) if c["type"] == "string"]
-                for row in body:
-                    for c in t.get("columns", []):
-                        if c["selector"] not in row or not dc.type_ok(c["type"], row[c["selector"]]):
-                            fail(f"{where}: row {row} lacks a {c['type']} {c['selector']!r}")
                 checked += 1
                 if not url.endswith("/query/containers") or t.get("format") != "timeseries":
                     continue
@@ -767,14 +773,7 @@ def check_oom():
                 for t in p.get("targets", []):
                     if not t.get("url", "").endswith("/oom-kills"):
                         continue
-                    where = f"{os.path.basename(path)} / {p.get('title')!r}"
-                    status, body, url, _ = dc.run_query(LOGSVC, t, variables, since, now)
-                    if status != 200 or not isinstance(body, list) or not body:
-                        fail(f"{where}: GET {url} -> {status}: {str(body)[:200]}")
-                    for row in body:
-                        for c in t.get("columns", []):
-                            if c["selector"] not in row or not dc.type_ok(c["type"], row[c["selector"]]):
-                                fail(f"{where}: row {row} lacks a {c['type']} {c['selector']!r}")
+                    typed_answer(f"{os.path.basename(path)} / {p.get('title')!r}", t, variables, since, now)
                     panels += 1
         if panels < 2:
             fail(f"{panels} dashboard panels query OOM kills, want the table per slot and the event table")

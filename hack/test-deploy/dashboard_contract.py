@@ -261,6 +261,17 @@ def type_ok(declared, value):
     raise ValueError(f"column type {declared!r} not covered by this test")
 
 
+def row_error(target, body):
+    """Why the rows of an answer do not hold the target's columns with their types, or None."""
+    for i, row in enumerate(body):
+        for c in target.get("columns", []):
+            if c["selector"] not in row:
+                return f"row {i} lacks column {c['selector']!r}: {row}"
+            if not type_ok(c["type"], row[c["selector"]]):
+                return f"row {i} column {c['selector']!r} = {row[c['selector']]!r} is not {c['type']}"
+    return None
+
+
 def check_target(base_url, expect, where, target, variables, from_ms, to_ms):
     status, body, url, params = run_query(base_url, target, variables, from_ms, to_ms)
     if status != 200:
@@ -273,14 +284,10 @@ def check_target(base_url, expect, where, target, variables, from_ms, to_ms):
         bad(f"{where}: GET {url} returned no rows: {str(body)[:200]}")
         return None
     columns = target["columns"]
-    for i, row in enumerate(body):
-        for c in columns:
-            if c["selector"] not in row:
-                bad(f"{where}: row {i} lacks column {c['selector']!r}: {row}")
-                return None
-            if not type_ok(c["type"], row[c["selector"]]):
-                bad(f"{where}: row {i} column {c['selector']!r} = {row[c['selector']]!r} is not {c['type']}")
-                return None
+    error = row_error(target, body)
+    if error:
+        bad(f"{where}: {error}")
+        return None
     labels = [c["selector"] for c in columns if c["type"] == "string"]
     series = len({tuple(row[k] for k in labels) for row in body})
     detail = f"{len(body)} rows, {series} series"
