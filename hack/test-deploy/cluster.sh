@@ -304,8 +304,11 @@ cluster_operator_reconciles() {
 	else
 		fail "Workload $wl status never caught up with its generation: $(kubectl get -n "$WL_NS" workload "$wl" -o jsonpath='{.status}')"
 	fi
-	if grep -qiE '403|forbidden' "$work/operator.log"; then
-		fail "operator log shows permission errors: $(grep -iE -m3 '403|forbidden' "$work/operator.log" | cut -c1-300)"
+	# kube-rs prints an API refusal as "... is forbidden: ... reason: \"Forbidden\", code: 403 }";
+	# a bare '403' also matches ports and timestamps (a listen port 51403 failed CI once).
+	local denied='forbidden|code: 403([^0-9]|$)'
+	if grep -qiE "$denied" "$work/operator.log"; then
+		fail "operator log shows permission errors: $(grep -iE -m3 "$denied" "$work/operator.log" | cut -c1-300)"
 	else
 		pass "operator log has no 403/Forbidden"
 	fi
