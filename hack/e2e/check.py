@@ -8,13 +8,17 @@
                           a source_reason
   check.py attribution    every running stress pod has readings labelled namespace/pod/container/
                           workload/kind (from the log service's query API)
+  check.py metrics        the agent's /metrics, scraped at its prometheus.io address from the node: usage,
+                          the 6 pressure series and (cpu pods) throttling of every running stress pod,
+                          labelled namespace/pod/container/workload/kind; none dropped
   check.py numbers        cpu, memory, disk and node memory figures against the load
   check.py faults         the agent's pod deleted: a new boot id, no sequence gap, no time gap beyond
                           its absence; the log service's pod deleted: every batch stored before is
                           still there (its volume), the agent's buffer fills the gap
   check.py oom            a memory pod pushed past its limit: its OOM kills reach the log service
                           attributed to its Workload, kind and slot, again for the slot's next pod
-                          (each victim replaced), as many as the kubelet's OOMKilled runs
+                          (each victim replaced), as many as the kubelet's OOMKilled runs; the agent's
+                          /metrics counts them per victim with the same labels
   check.py dashboard      every dashboard query (hack/test-deploy/dashboard_contract.py's way of running
                           them) answers one series per stress pod, named after pods in the cluster
 
@@ -27,6 +31,7 @@ import calendar
 import glob
 import json
 import os
+import re
 import sqlite3
 import statistics
 import subprocess
@@ -206,40 +211,47 @@ def check_pods():
        + ", ".join(f"{k} {e['replicas']}" for k, e in sorted(mix.items())))
 
     # Each container: the stress program with the operator's args, run by containerd's runc shim, its
-    # process in the guest running exactly that command line.
-    ids = {}
-    for p in pods:
-        c = p["spec"]["containers"][0]
-        want = expected_args(mix[pod_kind(p)], duration)
-        if c.get("args") != want:
-            fail(f"pod {p['metadata']['name']}: args {c.get('args')}, the operator's are {want}")
-        if "stressmix-stress" not in " ".join(c.get("command", [])):
-            fail(f"pod {p['metadata']['name']}: command {c.get('command')} is not stressmix-stress")
-        cid = p["status"]["containerStatuses"][0]["containerID"]
-        if not cid.startswith("containerd://"):
-            fail(f"pod {p['metadata']['name']}: container id {cid} is not containerd's")
-        ids[p["metadata"]["name"]] = (cid.removeprefix("containerd://"), want)
-    script = "; ".join(
-        f"echo {name} $(ctr -n k8s.io containers info {cid} | grep -o '\"Name\": \"io.containerd.runc[^\"]*\"' | head -n1)"
-        # A task gone since the pod list (its run just ended) has no pid: /proc//cmdline would be
-        # the kernel's command line.
-        f" $(pid=$(ctr -n k8s.io tasks ls | awk '$1==\"{cid}\"{{print $2}}');"
-        f" if [ -n \"$pid\" ]; then tr '\\0' ' ' </proc/$pid/cmdline; else echo {TASK_ENDED}; fi)"
-        for name, (cid, _) in ids.items())
-    out = guest(script)
-    lines = {ln.split()[0]: ln for ln in out.splitlines() if ln.split()}
-    ended = [name for name in ids if lines.get(name, "").rstrip().endswith(TASK_ENDED)]
-    if len(ended) == len(ids):
-        fail(f"every stress pod's task ended before its process was read: {ended}")
-    for name, (cid, want) in ids.items():
-        if name in ended:
-            continue
-        line = lines.get(name, "")
-        if "io.containerd.runc.v2" not in line:
-            fail(f"pod {name}: containerd's runtime is not runc's shim: {line!r}")
-        if not line.rstrip().endswith("stressmix-stress " + " ".join(want)):
-            fail(f"pod {name}: the guest's process runs {line!r}, want stressmix-stress {' '.join(want)}")
-    ok(f"{len(ids) - len(ended)} stress pods Running under io.containerd.runc.v2, each process "
+    # process in the guest running exactly that command line. The slots' runs end together when
+    # their pods started together: a read that finds every task ended is tried again on the next.
+    def processes():
+        ids = {}
+        for p in stress_pods(wl):
+            c = p["spec"]["containers"][0]
+            want = expected_args(mix[pod_kind(p)], duration)
+            if c.get("args") != want:
+                raise Fatal(f"pod {p['metadata']['name']}: args {c.get('args')}, the operator's are {want}")
+            if "stressmix-stress" not in " ".join(c.get("command", [])):
+                raise Fatal(f"pod {p['metadata']['name']}: command {c.get('command')} is not stressmix-stress")
+            cid = next((cs.get("containerID", "") for cs in p["status"].get("containerStatuses", [])), "")
+            if not cid.startswith("containerd://"):
+                fail(f"pod {p['metadata']['name']}: container id {cid!r} is not containerd's")
+            ids[p["metadata"]["name"]] = (cid.removeprefix("containerd://"), want)
+        if not ids:
+            fail("no stress pod Running")
+        script = "; ".join(
+            f"echo {name} $(ctr -n k8s.io containers info {cid} | grep -o '\"Name\": \"io.containerd.runc[^\"]*\"' | head -n1)"
+            # A task gone since the pod list (its run just ended) has no pid: /proc//cmdline would be
+            # the kernel's command line.
+            f" $(pid=$(ctr -n k8s.io tasks ls | awk '$1==\"{cid}\"{{print $2}}');"
+            f" if [ -n \"$pid\" ]; then tr '\\0' ' ' </proc/$pid/cmdline; else echo {TASK_ENDED}; fi)"
+            for name, (cid, _) in ids.items())
+        out = guest(script)
+        lines = {ln.split()[0]: ln for ln in out.splitlines() if ln.split()}
+        ended = [name for name in ids if lines.get(name, "").rstrip().endswith(TASK_ENDED)]
+        if len(ended) == len(ids):
+            fail(f"every stress pod's task ended before its process was read: {ended}")
+        for name, (cid, want) in ids.items():
+            if name in ended:
+                continue
+            line = lines.get(name, "")
+            if "io.containerd.runc.v2" not in line:
+                raise Fatal(f"pod {name}: containerd's runtime is not runc's shim: {line!r}")
+            if not line.rstrip().endswith("stressmix-stress " + " ".join(want)):
+                raise Fatal(f"pod {name}: the guest's process runs {line!r}, want stressmix-stress {' '.join(want)}")
+        return len(ids) - len(ended), ended
+
+    read, ended = wait("the stress pods' processes in the guest", 90, processes)
+    ok(f"{read} stress pods Running under io.containerd.runc.v2, each process "
        f"'stressmix-stress <operator args>'" + (f" ({len(ended)} ended their run meanwhile: {ended})" if ended else ""))
 
     # A pod reaching durationSeconds exits 0 and its slot (the pod name) gets a new pod.
@@ -467,7 +479,127 @@ def nameless_too_late(nameless, pods):
                   if start.get(series) is not None and t >= start[series] + PENDING_MS)
 
 
-# ---------------------------------------------------------------- 4. numbers
+# ---------------------------------------------------------------- 4. the agent's /metrics
+
+AGENT_SERIES = "stressmix_agent_container_"  # agent/src/container_metrics.rs
+OWNER_LABELS = ("namespace", "pod", "container", "workload", "kind")
+PRESSURE_SERIES = {(r, level) for r in ("cpu", "memory", "io") for level in ("some", "full")}
+# A hog at load 100 under a limit of a tenth of a core is runnable in every 100 ms bandwidth period
+# and throttled in each (100 % measured here). Throttled time per second depends on how long the
+# emulated guest takes to spend the quota: 0.38-0.59 s/s measured here; anything but none will do.
+HOG_THROTTLED_PERIODS_PERCENT = 50
+HOG_THROTTLED_SECONDS_PER_SECOND = 0.1
+
+SAMPLE_LINE = re.compile(r'([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{((?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*)\})?'
+                         r' (\S+)(?: \S+)?')
+LABEL_PAIR = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_exposition(text):
+    """OpenMetrics text -> [(name, {label: value}, value)]; a line of no known form fails."""
+    lines = text.rstrip("\n").split("\n")
+    if lines[-1] != "# EOF":
+        raise Fatal(f"the agent's /metrics does not end with '# EOF' (OpenMetrics): {lines[-1][:200]!r}")
+    samples = []
+    for line in lines[:-1]:
+        if line.startswith("# HELP ") or line.startswith("# TYPE ") or line.startswith("# UNIT "):
+            continue
+        m = SAMPLE_LINE.fullmatch(line)
+        if not m:
+            raise Fatal(f"the agent's /metrics has a line of no OpenMetrics form: {line[:200]!r}")
+        labels = {k: re.sub(r"\\(.)", lambda e: "\n" if e.group(1) == "n" else e.group(1), v)
+                  for k, v in LABEL_PAIR.findall(m.group(2) or "")}
+        samples.append((m.group(1), labels, float(m.group(3))))
+    return samples
+
+
+def scrape_agent():
+    """The agent's /metrics as a Prometheus on the pod network scrapes it: the pod's address and the
+    port and path of its prometheus.io annotations, asked from the node (pod addresses stay in the
+    guest)."""
+    pod = agent_pod()
+    notes = pod["metadata"].get("annotations", {})
+    if notes.get("prometheus.io/scrape") != "true":
+        raise Fatal(f"agent {pod['metadata']['name']} lacks prometheus.io/scrape=true: {notes}")
+    port, path, ip = notes.get("prometheus.io/port", ""), notes.get("prometheus.io/path", ""), pod["status"].get("podIP", "")
+    if not port.isdigit() or not re.fullmatch(r"/[A-Za-z0-9/_.-]*", path) or not re.fullmatch(r"[0-9.]+", ip):
+        raise Fatal(f"agent {pod['metadata']['name']}: port {port!r}, path {path!r}, pod IP {ip!r}")
+    answer = guest(f"printf 'GET {path} HTTP/1.0\\r\\nHost: {ip}:{port}\\r\\n\\r\\n' | socat -t 10 - TCP:{ip}:{port}")
+    # guest() reads text with universal newlines: the answer's CRLFs arrive as LFs.
+    head, _, body = answer.partition("\n\n")
+    status, *headers = head.split("\n")
+    if not re.fullmatch(r"HTTP/1\.[01] 200 OK", status):
+        fail(f"GET http://{ip}:{port}{path} in the guest: {answer[:300]!r}")
+    kind = [h.split(":", 1)[1].strip() for h in headers if h.lower().startswith("content-type:")]
+    if not kind or not kind[0].startswith("application/openmetrics-text"):
+        raise Fatal(f"the agent's /metrics answers Content-Type {kind}, want application/openmetrics-text")
+    return parse_exposition(body)
+
+
+def check_metrics():
+    wl = workload()
+    wname = wl["metadata"]["name"]
+    mix = {e["kind"]: e["replicas"] for e in wl["spec"]["mix"]}
+    total = sum(mix.values())
+    verified = {}
+    scrapes = 0
+
+    # As in check attribution: pods live 30 s, so gather scrapes until as many pods as the Workload
+    # runs, every kind among them, have shown every series with exactly their labels.
+    def exported():
+        nonlocal scrapes
+        samples = scrape_agent()
+        scrapes += 1
+        dropped = [v for n, _, v in samples if n == AGENT_SERIES + "series_dropped"]
+        if dropped != [0]:
+            raise Fatal(f"stressmix_agent_container_series_dropped is {dropped} on a node of a few pods, want [0]")
+        by_pod, problems = {}, []
+        for name, labels, value in samples:
+            if name.startswith(AGENT_SERIES) and "pod" in labels:
+                by_pod.setdefault(labels["pod"], []).append((name.removeprefix(AGENT_SERIES), labels, value))
+        for p in stress_pods(wl):
+            name = p["metadata"]["name"]
+            if not started_before(p, 15) or name not in by_pod:
+                continue
+            want = (p["metadata"]["namespace"], name, p["spec"]["containers"][0]["name"], wname, pod_kind(p))
+            owners = {tuple(labels.get(k) for k in OWNER_LABELS) for _, labels, _ in by_pod[name]}
+            if owners != {want}:
+                raise Fatal(f"pod {name}: series labelled {sorted(owners)} at the agent's /metrics, want {want}")
+            got = {n: v for n, _, v in by_pod[name] if n != "pressure_percent"}
+            pressure = {(labels.get("resource"), labels.get("level")) for n, labels, _ in by_pod[name]
+                        if n == "pressure_percent"}
+            missing = {"cpu_percent", "memory_bytes", "disk_read_bytes_per_second",
+                       "disk_write_bytes_per_second"} - got.keys()
+            if missing or pressure != PRESSURE_SERIES:
+                problems.append(f"pod {name}: no {sorted(missing)}, pressure series {sorted(pressure)}")
+                continue
+            if got["memory_bytes"] <= 0:
+                raise Fatal(f"pod {name}: container_memory_bytes {got['memory_bytes']}")
+            if pod_kind(p) == "cpu":
+                periods = got.get("cpu_throttled_periods_percent")
+                seconds = got.get("cpu_throttled_seconds_per_second")
+                if periods is None or seconds is None or periods < HOG_THROTTLED_PERIODS_PERCENT \
+                        or seconds < HOG_THROTTLED_SECONDS_PER_SECOND:
+                    problems.append(f"cpu pod {name} (limit {limit_cpu_percent(wl):g} % of a core): throttled "
+                                    f"{periods} % of periods, {seconds} s/s; want at least "
+                                    f"{HOG_THROTTLED_PERIODS_PERCENT} % and {HOG_THROTTLED_SECONDS_PER_SECOND} s/s")
+                    continue
+                verified[p["metadata"]["uid"]] = (name, pod_kind(p), f"throttled {periods:.0f} %, {seconds:.2f} s/s")
+            else:
+                verified[p["metadata"]["uid"]] = (name, pod_kind(p), f"{got['memory_bytes'] / MiB:.0f} MiB")
+        kinds = {k for _, k, _ in verified.values()}
+        if len(verified) < total or kinds != set(mix):
+            fail(f"{len(verified)} pods verified at the agent's /metrics (kinds {sorted(kinds)}), "
+                 f"want {total} and every kind of {sorted(mix)}" + "".join(f"; {p}" for p in problems))
+        return True
+
+    wait(f"the agent's /metrics to show {total} stress pods", 150, exported, every=5)
+    ok(f"the agent's /metrics (scraped {scrapes} times at its prometheus.io address) has usage, 6 pressure series "
+       f"and throttling of {len(verified)} stress pods, labelled namespace/pod/container/workload/kind, none "
+       f"dropped: " + ", ".join(f"{n} ({k}: {what})" for n, k, what in sorted(verified.values())))
+
+
+# ---------------------------------------------------------------- 5. numbers
 
 
 def check_numbers():
@@ -542,7 +674,7 @@ def check_numbers():
         ok(f)
 
 
-# ---------------------------------------------------------------- 5. the dashboards' queries
+# ---------------------------------------------------------------- 6. the dashboards' queries
 
 
 def pods_the_cluster_ran(wl):
@@ -635,7 +767,7 @@ def check_dashboard():
         fail(f"dashboard series without a container name after the pod's container ran {PENDING_MS} ms: {late}")
 
 
-# ---------------------------------------------------------------- 6. faults
+# ---------------------------------------------------------------- 7. faults
 
 
 def boot_rows(db, boot_id):
@@ -715,9 +847,12 @@ def check_faults():
        f"boot {new_boot} sequences 0..{seqs[-1]} without a gap")
 
 
-# ---------------------------------------------------------------- 7. OOM kills
+# ---------------------------------------------------------------- 8. OOM kills
 
 OOM_WORKLOAD = "oom"
+# A victim's kill counter stays at /metrics for RecentPods::KEEP (60) collections of 5 s after the
+# pod was last seen; check those killed well inside that.
+OOM_COUNTER_KEPT_MS = 240_000
 
 
 def oom_manifest(namespace):
@@ -737,6 +872,30 @@ def oom_manifest(namespace):
             },
         },
     }
+
+
+def check_oom_counters(ns, rows):
+    """The agent's OOM kill counters of the victims in `rows` (the log service's events) killed
+    within OOM_COUNTER_KEPT_MS: labelled with their Workload and kind, at least the events' count."""
+    recent = {}
+    kept_since = time.time() * 1000 - OOM_COUNTER_KEPT_MS
+    for r in rows:
+        if r["time"] >= kept_since:
+            recent[r["pod"]] = recent.get(r["pod"], 0) + r["count"]
+    counters = {}
+    for name, labels, value in scrape_agent():
+        if name == AGENT_SERIES + "oom_kills_total" and labels.get("workload") == OOM_WORKLOAD:
+            if (labels.get("namespace"), labels.get("kind")) != (ns, "memory"):
+                raise Fatal(f"an OOM kill counter of {OOM_WORKLOAD} at the agent's /metrics labelled {labels}, "
+                            f"want namespace {ns}, kind memory")
+            counters[labels.get("pod")] = counters.get(labels.get("pod"), 0) + value
+    short = {p: (n, counters.get(p)) for p, n in recent.items() if counters.get(p, 0) < n}
+    if short:
+        fail(f"victims whose kill counters at the agent's /metrics are below the log service's events "
+             f"(pod: (events, counter)): {short}")
+    if not recent:
+        fail(f"no kill of {OOM_WORKLOAD} in the last {OOM_COUNTER_KEPT_MS // 1000} s to find at the agent's /metrics")
+    return ", ".join(f"{p}={counters[p]:g}" for p in sorted(recent))
 
 
 def check_oom():
@@ -790,11 +949,12 @@ def check_oom():
                     panels += 1
         if panels < 2:
             fail(f"{panels} dashboard panels query OOM kills, want the table per slot and the event table")
+        counters = wait("the agent's OOM kill counters", 30, lambda: check_oom_counters(ns, seen["rows"]))
         ok(f"OOM kills of Workload {OOM_WORKLOAD}: slot 0 (kind memory) counted {slot0[0]['kills']} kills "
            f"({seen['oom_runs']} runs OOMKilled in the Workload's status; {panels} dashboard OOM panels "
            f"answer typed rows): " + "; ".join(
                f"{r['pod']} {r['container'] or '(pod)'} observed={r['observed']} {r['cgroup_path']}"
-               for r in seen["rows"]))
+               for r in seen["rows"]) + f"; the agent's /metrics counts oom_kills_total {counters}")
     finally:
         sh(["kubectl", "-n", ns, "delete", "workload", OOM_WORKLOAD, "--wait=true", "--timeout=120s"], timeout=150)
 
@@ -822,6 +982,8 @@ def main():
             check_attribution()
         elif what == "numbers":
             check_numbers()
+        elif what == "metrics":
+            check_metrics()
         elif what == "dashboard":
             check_dashboard()
         elif what == "faults":

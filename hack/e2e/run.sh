@@ -9,9 +9,11 @@
 #               in the log service's database say source=module
 #     attribution, numbers, dashboard   readings per stress pod with every label; cpu/memory/disk/
 #               node figures against the load; every dashboard query answers one series per pod
+#     metrics   the agent's /metrics as a Prometheus scrapes it: usage, pressure and throttling per pod
 #     faults    the agent's pod and the log service's pod deleted: no batch lost, no sequence gap
+#     oom       a memory pod past its limit: its kills attributed to Workload, kind and slot
 #   -> the chart again with agent.module.mode=none (module unloaded): batches say source=cgroupfs with a
-#   source_reason, attribution unchanged -> teardown of exactly what this script started.
+#   source_reason, attribution and /metrics unchanged -> teardown of exactly what this script started.
 # On failure the guest's console, the cluster's state and the logs go to a kept directory under
 # $STRESSMIX_CACHE/e2e/runs/ (printed). Bounded: every wait has a timeout and a message.
 # Environment: STRESSMIX_E2E_KEEP=1 leaves the lab up (and reuses one already up);
@@ -111,6 +113,7 @@ check pods
 log "every stress pod Running $((SECONDS - t_lab)) s after the install began"
 check module build
 check attribution
+check metrics
 check numbers
 check dashboard
 check faults
@@ -129,6 +132,7 @@ kubectl -n "$namespace" rollout status daemonset/stressmix-agent --timeout=180s 
 	die "the agent of module mode none was not Ready within 180 s"
 check module none
 check attribution
+check metrics
 
 ok=1
 rm -rf "$run_dir" # the database copies of a green run are of no use
