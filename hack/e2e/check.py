@@ -524,7 +524,12 @@ def scrape_agent():
     port, path, ip = notes.get("prometheus.io/port", ""), notes.get("prometheus.io/path", ""), pod["status"].get("podIP", "")
     if not port.isdigit() or not re.fullmatch(r"/[A-Za-z0-9/_.-]*", path) or not re.fullmatch(r"[0-9.]+", ip):
         raise Fatal(f"agent {pod['metadata']['name']}: port {port!r}, path {path!r}, pod IP {ip!r}")
-    answer = guest(f"printf 'GET {path} HTTP/1.0\\r\\nHost: {ip}:{port}\\r\\n\\r\\n' | socat -t 10 - TCP:{ip}:{port}")
+    # bash's /dev/tcp, as a scraper does: the request, then the answer until the server closes (HTTP
+    # 1.0). Not `printf | socat`: socat half-closes the connection at the request's end, which hyper
+    # takes as the client leaving (182 of 200 such requests to a local log service, the same hyper,
+    # got no answer; 0 of 200 over /dev/tcp).
+    answer = guest(f"exec 3<>/dev/tcp/{ip}/{port} && printf 'GET {path} HTTP/1.0\\r\\nHost: {ip}:{port}\\r\\n\\r\\n' >&3"
+                   f" && timeout 15 cat <&3")
     # guest() reads text with universal newlines: the answer's CRLFs arrive as LFs.
     head, _, body = answer.partition("\n\n")
     status, *headers = head.split("\n")
