@@ -484,11 +484,13 @@ def nameless_too_late(nameless, pods):
 AGENT_SERIES = "stressmix_agent_container_"  # agent/src/container_metrics.rs
 OWNER_LABELS = ("namespace", "pod", "container", "workload", "kind")
 PRESSURE_SERIES = {(r, level) for r in ("cpu", "memory", "io") for level in ("some", "full")}
-# A hog at load 100 under a limit of a tenth of a core is runnable in every 100 ms bandwidth period
-# and throttled in most (66-100 % measured here; less in an interval it started or ended in).
-# Throttled time per second depends on how long the emulated guest takes to spend the quota:
-# 0.31-0.81 s/s measured here; anything clearly above none will do.
-HOG_THROTTLED_PERIODS_PERCENT = 50
+# A hog at load 100 under a limit of a tenth of a core is throttled in most 100 ms bandwidth periods
+# it runs in: 52-100 % measured here (less in an interval it started or ended in, and an emulated
+# vCPU shared with the node's work does not run it in every period). Throttled time per second
+# depends on how long the emulated guest takes to spend the quota: 0.24-0.81 s/s measured here. The
+# bounds ask for throttling clearly above none (an unthrottled container shows 0), not its size:
+# equality with cpu.stat is make test-kmod's.
+HOG_THROTTLED_PERIODS_PERCENT = 20
 HOG_THROTTLED_SECONDS_PER_SECOND = 0.1
 
 SAMPLE_LINE = re.compile(r'([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{((?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*)\})?'
