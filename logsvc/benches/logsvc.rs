@@ -405,22 +405,22 @@ async fn ingest_table() {
         for round in 0..ROUNDS {
             rates.push(ingest_rate(sync, round).await);
         }
-        let all: Vec<String> = rates.iter().map(|r| format!("{r:.0}")).collect();
-        println!(
-            "| {name} | {:.0} (runs: {}) |",
-            median(rates.clone()),
-            all.join(", ")
-        );
+        print_rate_row(name, rates);
     }
     let mut rates = Vec::new();
     for round in 0..ROUNDS {
         rates.push(store_rate(round).await);
     }
+    print_rate_row("store only (no HTTP/JSON), synchronous=FULL", rates);
+    println!();
+}
+
+/// One ingest row: the median of the rounds, then every round.
+fn print_rate_row(name: &str, rates: Vec<f64>) {
     let all: Vec<String> = rates.iter().map(|r| format!("{r:.0}")).collect();
     println!(
-        "| store only (no HTTP/JSON), synchronous=FULL | {:.0} (runs: {}) |",
-        median(rates.clone()),
+        "| {name} | {:.0} (runs: {}) |",
+        median(rates),
         all.join(", ")
     );
-    println!();
 }
